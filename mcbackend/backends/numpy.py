@@ -1,0 +1,140 @@
+"""In-memory storage in NumPy arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ..core import Backend, Chain, Run
+from ..meta import ChainMeta, RunMeta
+from ..validation import VariableSpec
+
+__all__ = ["NumPyBackend", "NumPyChain", "NumPyRun", "ColumnStore"]
+
+
+class ColumnStore:
+    """Growable columns of values, one per variable.
+
+    Rigid variables live in preallocated arrays of the exact declared dtype that double when
+    full; others (dynamic shapes, str) live in lists of per-draw arrays.
+    """
+
+    def __init__(self, specs: Iterable[VariableSpec], preallocate: int) -> None:
+        self.specs = {s.name: s for s in specs}
+        self.length = 0
+        self._capacity = max(int(preallocate), 0)
+        self.columns: dict[str, np.ndarray | list[np.ndarray]] = {
+            name: np.empty((self._capacity, *s.shape), dtype=s.dtype) if s.is_rigid else []
+            for name, s in self.specs.items()
+        }
+
+    def append(self, values: dict[str, np.ndarray]) -> None:
+        if self.length == self._capacity:
+            self._grow()
+        i = self.length
+        for name, value in values.items():
+            column = self.columns[name]
+            if isinstance(column, list):
+                column.append(value)
+            else:
+                column[i] = value
+        self.length += 1
+
+    def _grow(self) -> None:
+        self._capacity = max(2 * self._capacity, 1)
+        for name, column in self.columns.items():
+            if isinstance(column, np.ndarray):
+                grown = np.empty((self._capacity, *column.shape[1:]), dtype=column.dtype)
+                grown[: self.length] = column[: self.length]
+                self.columns[name] = grown
+
+    def get(self, name: str, slc: slice) -> np.ndarray:
+        column = self.columns[name]
+        if isinstance(column, np.ndarray):
+            return column[: self.length][slc].copy()
+        return as_object_array(column[: self.length][slc])
+
+    def get_at(self, name: str, idx: int) -> np.ndarray:
+        value = self.columns[name][idx]
+        return value.copy() if isinstance(value, np.ndarray) else np.asarray(value)
+
+
+def as_object_array(values: Sequence[np.ndarray]) -> np.ndarray:
+    """A 1-d object array holding one array per draw (never a stacked 2-d array)."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+class NumPyChain(Chain):
+    """A chain whose draws and stats live in memory."""
+
+    def __init__(self, cmeta: ChainMeta, rmeta: RunMeta, *, preallocate: int = 1000) -> None:
+        super().__init__(cmeta, rmeta)
+        self._draws = ColumnStore(self._variable_specs.values(), preallocate)
+        self._stats = ColumnStore(self._stat_specs.values(), preallocate)
+
+    def _append(self, draw, stats) -> None:
+        self._draws.append(draw)
+        self._stats.append(stats)
+
+    def _store(self, is_stat: bool) -> ColumnStore:
+        return self._stats if is_stat else self._draws
+
+    def _get_values(self, spec, slc, *, is_stat):
+        return self._store(is_stat).get(spec.name, slc)
+
+    def _get_values_at(self, idx, specs, *, is_stat):
+        store = self._store(is_stat)
+        return {s.name: store.get_at(s.name, idx) for s in specs}
+
+    def __len__(self) -> int:
+        return self._stats.length
+
+
+class NumPyRun(Run):
+    """A run whose chains live in memory."""
+
+    chain_class: type[Chain] = NumPyChain
+
+    def __init__(self, meta: RunMeta, *, preallocate: int = 1000) -> None:
+        super().__init__(meta)
+        self._preallocate = preallocate
+        self._chains: dict[int, Chain] = {}
+
+    def _init_chain(self, chain_number: int) -> Chain:
+        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
+        chain = self.chain_class(cmeta, self.meta, preallocate=self._preallocate)
+        self._chains[chain_number] = chain
+        return chain
+
+    def get_chains(self) -> list[Chain]:
+        return [self._chains[n] for n in sorted(self._chains)]
+
+
+class NumPyBackend(Backend):
+    """Keeps every run in memory. ``preallocate`` draws are reserved per chain up front."""
+
+    run_class: type[NumPyRun] = NumPyRun
+
+    def __init__(self, preallocate: int = 1000) -> None:
+        self.preallocate = preallocate
+        self._runs: dict[str, NumPyRun] = {}
+
+    def _init_run(self, meta: RunMeta) -> NumPyRun:
+        if meta.rid in self._runs:
+            raise ValueError(f"A run with id '{meta.rid}' already exists in this backend.")
+        run = self.run_class(meta, preallocate=self.preallocate)
+        self._runs[meta.rid] = run
+        return run
+
+    def get_run(self, rid: str) -> NumPyRun:
+        try:
+            return self._runs[rid]
+        except KeyError:
+            raise KeyError(f"No run with id '{rid}' in this backend.") from None
+
+    def get_runs(self) -> list[str]:
+        return list(self._runs)

@@ -1,0 +1,264 @@
+"""The public API every backend implements: ``Backend`` -> ``Run`` -> ``Chain``.
+
+Backends subclass these and implement the underscored hooks. The public methods here validate
+input before any backend sees it, so bad input never reaches (or corrupts) stored data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .meta import ChainMeta, RunMeta, Variable
+from .npproto.utils import ndarray_to_numpy
+from .validation import VariableSpec, specs_by_name
+
+if TYPE_CHECKING:
+    import xarray
+
+__all__ = ["Backend", "Chain", "Run", "chain_id", "is_rigid"]
+
+_log = logging.getLogger(__name__)
+
+
+def is_rigid(shape: Sequence[int] | None) -> bool:
+    """True when every draw has this shape. ``None``, -1 (and the legacy 0) mark dynamic sizes."""
+    if shape is None:
+        return False
+    return all(s > 0 for s in shape)
+
+
+def chain_id(meta: ChainMeta) -> str:
+    """An identifier unique for the combination of run id and chain number."""
+    return f"{meta.rid}_chain_{meta.chain_number}"
+
+
+class Chain(Sized):
+    """A handle on one Markov chain: append draws, read them back."""
+
+    def __init__(self, cmeta: ChainMeta, rmeta: RunMeta) -> None:
+        self.cmeta = cmeta
+        self.rmeta = rmeta
+        self._cid = chain_id(cmeta)
+        self._variable_specs = specs_by_name(rmeta.variables, "variable")
+        self._stat_specs = specs_by_name(rmeta.sample_stats, "sample stat")
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def append(self, draw: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> None:
+        """Append one iteration: values of every variable and, if the run has them, every stat.
+
+        Everything is validated before anything is stored; a bad draw raises and leaves
+        the chain as it was.
+        """
+        values = _validate_all(draw, self._variable_specs, "draw")
+        stat_values = _validate_all(stats or {}, self._stat_specs, "stats")
+        self._append(values, stat_values)
+
+    def _append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError()
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def get_draws(self, var_name: str, slc: slice = slice(None)) -> np.ndarray:
+        """Draws of a variable; rigid numeric variables as one array, others as object arrays."""
+        spec = _lookup(self._variable_specs, var_name, "variable")
+        return self._get_values(spec, _check_slice(slc), is_stat=False)
+
+    def get_stats(self, stat_name: str, slc: slice = slice(None)) -> np.ndarray:
+        """Values of a sampler statistic, like ``get_draws``."""
+        spec = _lookup(self._stat_specs, stat_name, "sample stat")
+        return self._get_values(spec, _check_slice(slc), is_stat=True)
+
+    def get_draws_at(self, idx: int, var_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Values of the named variables in draw ``idx`` (negative counts from the end)."""
+        specs = [_lookup(self._variable_specs, n, "variable") for n in var_names]
+        return self._get_values_at(self._check_index(idx), specs, is_stat=False)
+
+    def get_stats_at(self, idx: int, stat_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Values of the named stats in draw ``idx``."""
+        specs = [_lookup(self._stat_specs, n, "sample stat") for n in stat_names]
+        return self._get_values_at(self._check_index(idx), specs, is_stat=True)
+
+    def _get_values(self, spec: VariableSpec, slc: slice, *, is_stat: bool) -> np.ndarray:
+        raise NotImplementedError()
+
+    def _get_values_at(
+        self, idx: int, specs: Iterable[VariableSpec], *, is_stat: bool
+    ) -> dict[str, np.ndarray]:
+        return {s.name: self._get_values(s, slice(idx, idx + 1), is_stat=is_stat)[0] for s in specs}
+
+    def _check_index(self, idx: int) -> int:
+        length = len(self)
+        if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
+            raise TypeError(f"Draw index must be an integer, got {idx!r}.")
+        if not -length <= idx < length:
+            raise IndexError(f"Draw index {idx} is out of range for chain of length {length}.")
+        return int(idx) % length
+
+    def __len__(self) -> int:
+        raise NotImplementedError()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Persist buffered draws. A no-op for backends that write through."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        self.flush()
+
+    # ---- convenience ---------------------------------------------------------------------
+
+    def _lazy_values(self, spec: VariableSpec, length: int, *, is_stat: bool) -> Any:
+        """The first ``length`` values as an array-like for lazy xarray data.
+
+        Backends that can read lazily return a dask array; the default reads eagerly.
+        """
+        return self._get_values(spec, slice(0, length), is_stat=is_stat)
+
+    @property
+    def cid(self) -> str:
+        """An identifier unique for the combination of run id and chain number."""
+        return self._cid
+
+    @property
+    def variables(self) -> dict[str, Variable]:
+        return {var.name: var for var in self.rmeta.variables}
+
+    @property
+    def sample_stats(self) -> dict[str, Variable]:
+        return {var.name: var for var in self.rmeta.sample_stats}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.cid} with {len(self)} draws>"
+
+
+class Run:
+    """A handle on one MCMC run: its metadata and chains."""
+
+    def __init__(self, meta: RunMeta) -> None:
+        self.meta = meta
+
+    def init_chain(self, chain_number: int) -> Chain:
+        """Create chain ``chain_number``; a number already in use is refused."""
+        if not isinstance(chain_number, (int, np.integer)) or chain_number < 0:
+            raise ValueError(f"Chain number must be a non-negative integer, got {chain_number!r}.")
+        existing = {c.cmeta.chain_number for c in self.get_chains()}
+        if int(chain_number) in existing:
+            raise ValueError(
+                f"Chain {chain_number} already exists in run '{self.meta.rid}'. "
+                "Use get_chains() to continue it."
+            )
+        return self._init_chain(int(chain_number))
+
+    def _init_chain(self, chain_number: int) -> Chain:
+        raise NotImplementedError()
+
+    def get_chains(self) -> Sequence[Chain]:
+        """All chains of this run, ordered by chain number."""
+        raise NotImplementedError()
+
+    def flush(self) -> None:
+        for chain in self.get_chains():
+            chain.flush()
+
+    def close(self) -> None:
+        """Flush every chain and release resources."""
+        for chain in self.get_chains():
+            chain.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def rid(self) -> str:
+        return self.meta.rid
+
+    @property
+    def coords(self) -> dict[str, np.ndarray]:
+        return {c.name: ndarray_to_numpy(c.values) for c in self.meta.coordinates if c.values}
+
+    @property
+    def dims(self) -> dict[str, list[str]]:
+        dims = {}
+        for var in self.meta.variables:
+            if len(var.dims) == len(var.shape) and var.dims and not var.undefined_ndim:
+                dims[var.name] = list(var.dims)
+        for dvar in self.meta.data:
+            if dvar.dims:
+                dims[dvar.name] = list(dvar.dims)
+        return dims
+
+    @property
+    def constant_data(self) -> dict[str, np.ndarray]:
+        return {d.name: ndarray_to_numpy(d.value) for d in self.meta.data if not d.is_observed}
+
+    @property
+    def observed_data(self) -> dict[str, np.ndarray]:
+        return {d.name: ndarray_to_numpy(d.value) for d in self.meta.data if d.is_observed}
+
+    def to_inferencedata(self, *, equalize_chain_lengths: bool = True) -> xarray.DataTree:
+        """ArviZ 1.x data (an ``xarray.DataTree``) with posterior, sample_stats, warm-up groups,
+        constant_data and observed_data.
+
+        Warm-up draws are split off by the ``in_warmup`` stat (``tune`` for older samplers).
+        Chains of uneven length are truncated to the shortest, or refused when
+        ``equalize_chain_lengths=False``.
+        """
+        from .inferencedata import run_to_datatree
+
+        return run_to_datatree(self, equalize_chain_lengths=equalize_chain_lengths)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.meta.rid} with {len(self.get_chains())} chains>"
+
+
+class Backend:
+    """Base class of every storage backend."""
+
+    def init_run(self, meta: RunMeta) -> Run:
+        """Register a new run; a run id already in use is refused."""
+        from .validation import validate_run_meta
+
+        validate_run_meta(meta)
+        return self._init_run(meta)
+
+    def _init_run(self, meta: RunMeta) -> Run:
+        raise NotImplementedError()
+
+    def get_run(self, rid: str) -> Run:
+        """Open an existing run by its id."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reopen runs.")
+
+
+def _lookup(specs: Mapping[str, VariableSpec], name: str, kind: str) -> VariableSpec:
+    try:
+        return specs[name]
+    except KeyError:
+        known = ", ".join(repr(n) for n in specs) or "none"
+        raise KeyError(f"Unknown {kind} {name!r}. Known: {known}.") from None
+
+
+def _check_slice(slc: slice) -> slice:
+    if not isinstance(slc, slice):
+        raise TypeError(f"Expected a slice, got {slc!r}.")
+    return slc
+
+
+def _validate_all(
+    values: Mapping[str, Any], specs: Mapping[str, VariableSpec], what: str
+) -> dict[str, np.ndarray]:
+    unknown = [name for name in values if name not in specs]
+    if unknown:
+        raise KeyError(f"The {what} has unknown names {unknown}; known: {list(specs)}.")
+    missing = [name for name in specs if name not in values]
+    if missing:
+        raise ValueError(f"The {what} lacks values for {missing}.")
+    return {name: spec.validate(values[name]) for name, spec in specs.items()}

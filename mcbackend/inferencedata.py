@@ -1,0 +1,205 @@
+"""Conversion of a ``Run`` into ArviZ 1.x data: an ``xarray.DataTree`` with one group per role.
+
+Values come from ``Chain._lazy_values``, so backends that return dask arrays give a tree
+whose draws load only when accessed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import betterproto2
+import numpy as np
+import xarray as xr
+
+from .npproto.utils import ndarray_to_numpy
+from .validation import VariableSpec, specs_by_name
+
+if TYPE_CHECKING:
+    from .core import Chain, Run
+    from .meta import ExtendedValue
+
+_log = logging.getLogger(__name__)
+
+WARMUP_STATS = ("in_warmup", "tune")
+
+
+def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.DataTree:
+    chains = sorted(run.get_chains(), key=lambda c: c.cmeta.chain_number)
+    lengths = [len(c) for c in chains]
+    if len(set(lengths)) > 1:
+        detail = {c.cmeta.chain_number: n for c, n in zip(chains, lengths)}
+        if not equalize_chain_lengths:
+            raise ValueError(
+                f"Chains vary in length {detail}; pass equalize_chain_lengths=True "
+                "to truncate them to the shortest."
+            )
+        _log.warning("Chains vary in length %s; truncating to the shortest.", detail)
+    length = min(lengths, default=0)
+    splits = [_warmup_split(run, chain, length) for chain in chains]
+    n_warmup = min((s.stop for s in splits), default=0)
+    n_posterior = min((length - s.stop for s in splits), default=0)
+    warmup = [slice(0, n_warmup) for _ in splits]
+    posterior = [slice(s.stop, s.stop + n_posterior) for s in splits]
+
+    variables = specs_by_name(run.meta.variables, "variable")
+    stats = specs_by_name(run.meta.sample_stats, "sample stat")
+    chain_numbers = [c.cmeta.chain_number for c in chains]
+    coords = run.coords
+    dims = run.dims
+    sampled = {
+        "posterior": _sampled_group(chains, variables, posterior, length, False, coords, dims),
+        "sample_stats": _sampled_group(chains, stats, posterior, length, True, coords, dims),
+        "warmup_posterior": _sampled_group(chains, variables, warmup, length, False, coords, dims),
+        "warmup_sample_stats": _sampled_group(chains, stats, warmup, length, True, coords, dims),
+    }
+    groups: dict[str, xr.Dataset] = {}
+    for name, ds in sampled.items():
+        groups[name] = ds.assign_coords(
+            chain=chain_numbers, draw=np.arange(ds.sizes.get("draw", 0))
+        )
+    groups["constant_data"] = _data_group(run.constant_data, dims, coords)
+    groups["observed_data"] = _data_group(run.observed_data, dims, coords)
+    attrs = attributes_to_python(run.meta.attributes)
+    attrs.setdefault("run_id", run.meta.rid)
+    for ds in groups.values():
+        ds.attrs.update(attrs)
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs.update(attrs)
+    return tree
+
+
+def _warmup_split(run: Run, chain: Chain, length: int) -> slice:
+    """The leading warm-up draws of a chain, from its ``in_warmup`` (or ``tune``) stat."""
+    stat = find_warmup_stat([s.name for s in run.meta.sample_stats])
+    if stat is None:
+        if chain.cmeta.chain_number == min(c.cmeta.chain_number for c in run.get_chains()):
+            warnings.warn(
+                "No 'in_warmup' or 'tune' stat found; treating all draws as posterior.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return slice(0, 0)
+    mask = np.asarray(chain.get_stats(stat, slice(0, length)), dtype=bool)
+    n_warmup = int(np.argmin(mask)) if not mask.all() else len(mask)
+    if mask[n_warmup:].any():
+        raise ValueError(
+            f"Chain {chain.cmeta.chain_number}: the warm-up stat {stat!r} marks draws after "
+            "posterior draws as warm-up; warm-up must be a leading block."
+        )
+    return slice(0, n_warmup)
+
+
+def find_warmup_stat(stat_names: Sequence[str]) -> str | None:
+    """``in_warmup`` (PyMC >= 6), else ``tune``, each possibly prefixed like ``sampler_0__``."""
+    for wanted in WARMUP_STATS:
+        for name in stat_names:
+            if name == wanted:
+                return name
+        for name in sorted(stat_names):
+            if name.endswith(f"__{wanted}"):
+                return name
+    return None
+
+
+def _sampled_group(
+    chains: Sequence[Chain],
+    specs: Mapping[str, VariableSpec],
+    slices: Sequence[slice],
+    length: int,
+    is_stat: bool,
+    coords: Mapping[str, np.ndarray],
+    dims: Mapping[str, list[str]],
+) -> xr.Dataset:
+    data_vars = {}
+    for name, spec in specs.items():
+        per_chain = [
+            chain._lazy_values(spec, length, is_stat=is_stat)[slc]
+            for chain, slc in zip(chains, slices)
+        ]
+        values = _stack_chains(per_chain, spec)
+        var_dims = ["chain", "draw", *_dims_of(name, values.ndim - 2, dims)]
+        data_vars[name] = xr.Variable(var_dims, values)
+    ds = xr.Dataset(data_vars)
+    return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
+
+
+def _stack_chains(per_chain: list[Any], spec: VariableSpec) -> Any:
+    if not spec.is_rigid:
+        out = np.empty((len(per_chain), min((len(v) for v in per_chain), default=0)), dtype=object)
+        for c, values in enumerate(per_chain):
+            out[c, :] = list(values)
+        return out
+    if not per_chain:
+        return np.empty((0, 0, *spec.shape), dtype=spec.dtype)
+    if any(not isinstance(v, np.ndarray) for v in per_chain):
+        import dask.array as da
+
+        return da.stack(per_chain)
+    return np.stack(per_chain)
+
+
+def _dims_of(name: str, ndim: int, dims: Mapping[str, list[str]]) -> list[str]:
+    named = dims.get(name, [])
+    if len(named) == ndim:
+        return list(named)
+    return [f"{name}_dim_{i}" for i in range(ndim)]
+
+
+def _fits(dim: Any, coords: Mapping[str, np.ndarray], sizes: Mapping[Any, int]) -> bool:
+    return dim in coords and dim not in ("chain", "draw") and len(coords[dim]) == sizes[dim]
+
+
+def _data_group(
+    data: Mapping[str, np.ndarray],
+    dims: Mapping[str, list[str]],
+    coords: Mapping[str, np.ndarray],
+) -> xr.Dataset:
+    ds = xr.Dataset({n: xr.Variable(_dims_of(n, np.ndim(v), dims), v) for n, v in data.items()})
+    return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
+
+
+def attributes_to_python(attributes: Mapping[str, ExtendedValue]) -> dict[str, Any]:
+    """Plain Python values for ``RunMeta.attributes`` (timestamps as ISO strings)."""
+    return {key: extended_value_to_python(value) for key, value in attributes.items()}
+
+
+def extended_value_to_python(value: ExtendedValue) -> Any:
+    kind, content = betterproto2.which_one_of(value, "kind")
+    if kind in ("", "null_value"):
+        return None
+    if kind == "timestamp_value":
+        return content.isoformat()
+    if kind == "duration_value":
+        return content.total_seconds()
+    if kind == "ndarray_value":
+        return ndarray_to_numpy(content)
+    if kind in ("struct_value", "list_value"):
+        return content.to_dict()
+    return content
+
+
+def python_to_extended_value(value: Any) -> ExtendedValue:
+    """The ``ExtendedValue`` for a Python scalar, str, datetime, timedelta or array."""
+    from .meta import ExtendedValue
+    from .npproto.utils import ndarray_from_numpy
+
+    if value is None:
+        from .pb.google.protobuf import NullValue
+
+        return ExtendedValue(null_value=NullValue.NULL_VALUE)
+    if isinstance(value, (bool, np.bool_)):
+        return ExtendedValue(bool_value=bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return ExtendedValue(number_value=float(value))
+    if isinstance(value, str):
+        return ExtendedValue(string_value=value)
+    if isinstance(value, datetime.datetime):
+        return ExtendedValue(timestamp_value=value)
+    if isinstance(value, datetime.timedelta):
+        return ExtendedValue(duration_value=value)
+    return ExtendedValue(ndarray_value=ndarray_from_numpy(np.asarray(value)))

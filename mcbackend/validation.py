@@ -1,0 +1,118 @@
+"""Checks of run metadata and of every appended value against its declared variable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .meta import RunMeta, Variable
+
+__all__ = ["VariableSpec", "specs_by_name", "validate_run_meta", "numpy_dtype"]
+
+
+def numpy_dtype(dtype_name: str) -> np.dtype:
+    """The NumPy dtype of a ``Variable.dtype`` name; ``"str"`` maps to unicode."""
+    if dtype_name in ("str", "unicode", "string"):
+        return np.dtype(str)
+    try:
+        dtype = np.dtype(dtype_name)
+    except TypeError:
+        raise TypeError(f"Unsupported dtype {dtype_name!r}.") from None
+    if dtype.kind in "OVSa":
+        raise TypeError(f"Unsupported dtype {dtype_name!r}: use a numeric type, 'bool' or 'str'.")
+    return dtype
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    """A ``Variable`` digested for fast per-draw checks."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    undefined_ndim: bool
+
+    @classmethod
+    def from_variable(cls, var: Variable) -> VariableSpec:
+        return cls(var.name, numpy_dtype(var.dtype), tuple(var.shape), bool(var.undefined_ndim))
+
+    @property
+    def is_str(self) -> bool:
+        return self.dtype.kind == "U"
+
+    @property
+    def is_rigid(self) -> bool:
+        """Every draw has the same shape and a fixed-size dtype."""
+        return not self.undefined_ndim and all(s > 0 for s in self.shape) and not self.is_str
+
+    def validate(self, value: Any) -> np.ndarray:
+        """Return ``value`` as an array of the declared dtype, or raise naming the problem."""
+        if (
+            type(value) is np.ndarray
+            and value.dtype == self.dtype
+            and value.shape == self.shape
+            and not self.is_str
+        ):
+            return value
+        arr = np.asarray(value)
+        self._check_dtype(arr)
+        self._check_shape(arr.shape)
+        if self.is_str:
+            return arr.astype(str)
+        return arr.astype(self.dtype, copy=False)
+
+    def _check_dtype(self, arr: np.ndarray) -> None:
+        if self.is_str:
+            if arr.dtype.kind == "U" or (
+                arr.dtype.kind == "O" and all(isinstance(v, str) for v in arr.flat)
+            ):
+                return
+        elif arr.dtype.kind not in "OUSV" and np.can_cast(arr.dtype, self.dtype, "same_kind"):
+            return
+        raise TypeError(
+            f"Value of {self.name!r} has dtype {arr.dtype}, which cannot be stored as "
+            f"the declared dtype {self.dtype if not self.is_str else 'str'}."
+        )
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if self.undefined_ndim:
+            return
+        if len(shape) == len(self.shape) and all(
+            want <= 0 or want == got for want, got in zip(self.shape, shape)
+        ):
+            return
+        declared = tuple("?" if s <= 0 else s for s in self.shape)
+        raise ValueError(f"Value of {self.name!r} has shape {shape}, declared {declared}.")
+
+
+def specs_by_name(variables: Iterable[Variable], kind: str) -> dict[str, VariableSpec]:
+    specs: dict[str, VariableSpec] = {}
+    for var in variables:
+        if var.name in specs:
+            raise ValueError(f"Duplicate {kind} name {var.name!r}.")
+        specs[var.name] = VariableSpec.from_variable(var)
+    return specs
+
+
+def validate_run_meta(meta: RunMeta) -> None:
+    """Refuse metadata that no backend could store faithfully."""
+    if not isinstance(meta, RunMeta):
+        raise TypeError(f"Expected a RunMeta, got {type(meta).__name__}.")
+    if not meta.rid:
+        raise ValueError("RunMeta.rid is empty; give the run an id.")
+    for group, kind in [(meta.variables, "variable"), (meta.sample_stats, "sample stat")]:
+        for var in group:
+            if not var.name:
+                raise ValueError(f"A {kind} has an empty name.")
+            numpy_dtype(var.dtype)
+            if any(s < -1 for s in var.shape):
+                raise ValueError(f"The {kind} {var.name!r} has an invalid shape {list(var.shape)}.")
+            if var.dims and len(var.dims) != len(var.shape) and not var.undefined_ndim:
+                raise ValueError(
+                    f"The {kind} {var.name!r} has {len(var.dims)} dims {list(var.dims)} "
+                    f"but shape {list(var.shape)}."
+                )
+        specs_by_name(group, kind)

@@ -1,0 +1,436 @@
+"""The shared conformance suite: every backend's test module subclasses ``BackendConformance``.
+
+A subclass provides the ``backend`` fixture; it may override ``reopen`` to read a run back
+through storage (a fresh handle) instead of the handle that wrote it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import mcbackend as mcb
+from mcbackend.meta import Coordinate, DataVariable, RunMeta, Variable
+from mcbackend.npproto.utils import ndarray_from_numpy
+
+NUMERIC_DTYPES = [
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "complex64", "complex128", "bool",
+]  # fmt: skip
+
+_counter = iter(range(10**9))
+
+
+def new_rid(prefix: str = "run") -> str:
+    return f"{prefix}{next(_counter)}_{np.random.randint(10**9)}"
+
+
+def make_meta(
+    variables: list[Variable],
+    sample_stats: list[Variable] | None = None,
+    **kwargs,
+) -> RunMeta:
+    return RunMeta(rid=new_rid(), variables=variables, sample_stats=sample_stats or [], **kwargs)
+
+
+def random_value(var: Variable, rng: np.random.Generator) -> np.ndarray:
+    """A random draw for ``var``; dynamic dims get a random length."""
+    if var.undefined_ndim:
+        shape = tuple(rng.integers(1, 4, size=rng.integers(0, 3)))
+    else:
+        shape = tuple(int(rng.integers(1, 5)) if s <= 0 else s for s in var.shape)
+    if var.dtype == "str":
+        words = np.array(["", "α", "beta", "gamma-ray", "∂x/∂y"])
+        return rng.choice(words, size=shape)
+    dtype = np.dtype(var.dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    if dtype.kind == "c":
+        return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(dtype)
+    return rng.normal(scale=1e3, size=shape).astype(dtype)
+
+
+def random_draws(variables: list[Variable], n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{v.name: random_value(v, rng) for v in variables} for _ in range(n)]
+
+
+def assert_values_equal(actual: np.ndarray, expected: list[np.ndarray], var: Variable) -> None:
+    """``actual`` (from get_draws/get_stats) holds exactly ``expected`` draws."""
+    assert len(actual) == len(expected)
+    rigid = mcb.core.is_rigid(var.shape) and not var.undefined_ndim and var.dtype != "str"
+    if rigid:
+        assert actual.dtype == np.dtype(var.dtype), (var.name, actual.dtype)
+        assert actual.shape == (len(expected), *var.shape)
+        if expected:
+            np.testing.assert_array_equal(actual, np.stack(expected))
+        return
+    assert actual.dtype == object
+    for got, want in zip(actual, expected):
+        got = np.asarray(got)
+        assert got.shape == np.shape(want), (var.name, got.shape, np.shape(want))
+        if var.dtype == "str":
+            assert got.dtype.kind == "U"
+        else:
+            assert got.dtype == np.dtype(var.dtype)
+        np.testing.assert_array_equal(got, want)
+
+
+SLICES = [
+    slice(None),
+    slice(2, None),
+    slice(2, 15, 3),
+    slice(15, 2, -3),
+    slice(-5, None),
+    slice(None, -3),
+    slice(-8, -2, 2),
+    slice(7, 3),
+    slice(100, 200),
+]
+
+
+class BackendConformance:
+    """Behaviour every backend must show. Subclasses define the ``backend`` fixture."""
+
+    supports_draws = True
+
+    @pytest.fixture
+    def backend(self) -> mcb.Backend:  # pragma: no cover - overridden
+        raise NotImplementedError()
+
+    def reopen(self, backend: mcb.Backend, run: mcb.Run) -> mcb.Run:
+        """A handle for reading ``run`` back; file backends reopen it from storage."""
+        return run
+
+    def finish(self, run: mcb.Run) -> None:
+        """Make everything written so far durable (flush buffers)."""
+        run.flush()
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def fill(self, backend, meta: RunMeta, n: int, chains: int = 1, seed: int = 0):
+        run = backend.init_run(meta)
+        written = []
+        for c in range(chains):
+            chain = run.init_chain(c)
+            draws = random_draws(meta.variables, n, seed=seed + c)
+            stats = random_draws(meta.sample_stats, n, seed=seed + 100 + c)
+            for d, s in zip(draws, stats):
+                chain.append(d, s if meta.sample_stats else None)
+            written.append((draws, stats))
+        self.finish(run)
+        return run, written
+
+    def chain_of(self, run: mcb.Run, number: int) -> mcb.Chain:
+        return next(c for c in run.get_chains() if c.cmeta.chain_number == number)
+
+    # ---- initialization -----------------------------------------------------------------
+
+    def test_init_run_and_chains(self, backend):
+        meta = make_meta([Variable("v1", "float32", [])])
+        run = backend.init_run(meta)
+        assert isinstance(run, mcb.Run)
+        assert run.meta.rid == meta.rid
+        chains = [run.init_chain(i) for i in range(3)]
+        assert all(isinstance(c, mcb.Chain) for c in chains)
+        assert [c.cmeta.chain_number for c in run.get_chains()] == [0, 1, 2]
+        assert all(len(c) == 0 for c in run.get_chains())
+        assert chains[1].cid != chains[2].cid
+        assert set(chains[0].variables) == {"v1"}
+
+    def test_meta_survives(self, backend):
+        meta = make_meta(
+            [Variable("theta", "float64", [3], dims=["city"], is_deterministic=True)],
+            [Variable("in_warmup", "bool", [])],
+            coordinates=[
+                Coordinate("city", ndarray_from_numpy(np.array(["Bonn", "Paris", "Köln"])))
+            ],
+            data=[
+                DataVariable(
+                    "obs", ndarray_from_numpy(np.arange(6.0).reshape(2, 3)), ["two", "city"], True
+                ),
+                DataVariable(
+                    "x", ndarray_from_numpy(np.array([1, 2, 3], dtype="int16")), ["city"], False
+                ),
+            ],
+            attributes={"sampler": mcb.ExtendedValue(string_value="NUTS")},
+        )
+        run, _ = self.fill(backend, meta, 3)
+        run = self.reopen(backend, run)
+        assert bytes(run.meta) == bytes(meta)
+        np.testing.assert_array_equal(run.coords["city"], ["Bonn", "Paris", "Köln"])
+        assert run.dims == {"theta": ["city"], "obs": ["two", "city"], "x": ["city"]}
+        assert run.constant_data["x"].dtype == np.int16
+        np.testing.assert_array_equal(run.observed_data["obs"], np.arange(6.0).reshape(2, 3))
+
+    # ---- append and read back -----------------------------------------------------------
+
+    @pytest.mark.parametrize("with_stats", [False, True])
+    def test_append_get_at(self, backend, with_stats):
+        variables = [Variable("scalar", "float64", []), Variable("vec", "int32", [2, 3])]
+        stats = [Variable("accepted", "bool", []), Variable("energy", "float32", [])]
+        meta = make_meta(variables, stats if with_stats else [])
+        run, written = self.fill(backend, meta, 7)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        draws, stat_values = written[0]
+        assert len(chain) == 7
+        for idx in (0, 3, 6, -1, -7):
+            got = chain.get_draws_at(idx, ["scalar", "vec"])
+            assert set(got) == {"scalar", "vec"}
+            np.testing.assert_array_equal(got["vec"], draws[idx]["vec"])
+            assert got["vec"].dtype == np.int32 and got["vec"].shape == (2, 3)
+            assert got["scalar"] == draws[idx]["scalar"]
+            if with_stats:
+                sgot = chain.get_stats_at(idx, ["accepted", "energy"])
+                assert sgot["accepted"] == stat_values[idx]["accepted"]
+                assert sgot["energy"].dtype == np.float32
+        for var in variables:
+            assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
+        for var in meta.sample_stats:
+            assert_values_equal(chain.get_stats(var.name), [s[var.name] for s in stat_values], var)
+
+    def test_scalars_and_lists_accepted(self, backend):
+        meta = make_meta(
+            [Variable("a", "float64", []), Variable("b", "int64", [2])],
+            [Variable("in_warmup", "bool", [])],
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        chain.append({"a": 1.5, "b": [1, 2]}, {"in_warmup": True})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        np.testing.assert_array_equal(chain.get_draws("b"), [[1, 2]])
+        assert chain.get_stats("in_warmup").dtype == bool
+
+    @pytest.mark.parametrize("dtype", [*NUMERIC_DTYPES, "str"])
+    def test_dtypes_exact(self, backend, dtype):
+        variables = [Variable("scalar", dtype, []), Variable("mat", dtype, [2, 2])]
+        meta = make_meta(variables, [Variable("stat", dtype, [3])])
+        run, written = self.fill(backend, meta, 5)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        draws, stats = written[0]
+        for var in variables:
+            assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
+        assert_values_equal(
+            chain.get_stats("stat"), [s["stat"] for s in stats], meta.sample_stats[0]
+        )
+
+    def test_dtypes_exact_after_growth(self, backend):
+        variables = [Variable(f"v_{dt}", dt, [2]) for dt in NUMERIC_DTYPES]
+        meta = make_meta(variables)
+        run, written = self.fill(backend, meta, 2500)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        for var in variables:
+            assert_values_equal(
+                chain.get_draws(var.name), [d[var.name] for d in written[0][0]], var
+            )
+
+    def test_dynamic_shapes_and_str(self, backend):
+        variables = [
+            Variable("ragged", "float64", [2, -1]),
+            Variable("anydim", "int32", undefined_ndim=True),
+            Variable("word", "str", []),
+            Variable("words", "str", [-1]),
+        ]
+        meta = make_meta(variables, [Variable("warning", "str", [])])
+        run, written = self.fill(backend, meta, 12)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        draws, stats = written[0]
+        for var in variables:
+            assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
+            for s in SLICES:
+                assert_values_equal(
+                    chain.get_draws(var.name, s), [d[var.name] for d in draws][s], var
+                )
+        got = chain.get_draws_at(4, ["ragged", "word"])
+        np.testing.assert_array_equal(got["ragged"], draws[4]["ragged"])
+        assert str(got["word"]) == str(draws[4]["word"])
+        assert_values_equal(
+            chain.get_stats("warning"), [s["warning"] for s in stats], meta.sample_stats[0]
+        )
+
+    @pytest.mark.parametrize("slc", SLICES, ids=str)
+    def test_slicing(self, backend, slc):
+        variables = [Variable("a", "float32", []), Variable("b", "uint16", [3])]
+        meta = make_meta(variables, [Variable("s", "int64", [])])
+        run, written = self.fill(backend, meta, 20)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        draws, stats = written[0]
+        for var in variables:
+            assert_values_equal(
+                chain.get_draws(var.name, slc), [d[var.name] for d in draws][slc], var
+            )
+        assert_values_equal(
+            chain.get_stats("s", slc), [s["s"] for s in stats][slc], meta.sample_stats[0]
+        )
+
+    def test_get_chains_and_len(self, backend):
+        meta = make_meta([Variable("a", "float64", [])])
+        run = backend.init_run(meta)
+        for c, n in enumerate([3, 5]):
+            chain = run.init_chain(c)
+            for d in random_draws(meta.variables, n):
+                chain.append(d)
+        self.finish(run)
+        reopened = self.reopen(backend, run)
+        assert [len(c) for c in reopened.get_chains()] == [3, 5]
+        assert [c.cmeta.chain_number for c in reopened.get_chains()] == [0, 1]
+
+    # ---- ArviZ --------------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "warmup_stat", ["in_warmup", "sampler_0__in_warmup", "tune", "sampler_0__tune", None]
+    )
+    def test_to_inferencedata(self, backend, warmup_stat):
+        stats = [Variable("energy", "float64", [])]
+        if warmup_stat:
+            stats.append(Variable(warmup_stat, "bool", []))
+        meta = make_meta(
+            [Variable("mu", "float64", [2], dims=["city"]), Variable("n", "int64", [])],
+            stats,
+            coordinates=[Coordinate("city", ndarray_from_numpy(np.array(["A", "B"])))],
+            data=[DataVariable("y", ndarray_from_numpy(np.arange(3.0)), [], True)],
+        )
+        run = backend.init_run(meta)
+        n_tune, n_draws = 4, 6
+        expected = []
+        for c in range(2):
+            chain = run.init_chain(c)
+            draws = random_draws(meta.variables, n_tune + n_draws, seed=c)
+            for i, d in enumerate(draws):
+                s = {"energy": float(i)}
+                if warmup_stat:
+                    s[warmup_stat] = i < n_tune
+                chain.append(d, s)
+            expected.append(draws)
+        self.finish(run)
+        run = self.reopen(backend, run)
+        if warmup_stat is None:
+            with pytest.warns(UserWarning, match="treating all draws as posterior"):
+                dt = run.to_inferencedata()
+            split = 0
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                dt = run.to_inferencedata()
+            split = n_tune
+        posterior = dt["posterior"]
+        assert posterior["mu"].dims == ("chain", "draw", "city")
+        assert list(posterior["city"].values) == ["A", "B"]
+        assert posterior.sizes["draw"] == n_tune + n_draws - split
+        assert dt["warmup_posterior"].sizes["draw"] == split
+        for c in range(2):
+            want = np.stack([d["mu"] for d in expected[c]])
+            np.testing.assert_array_equal(posterior["mu"].values[c], want[split:])
+            np.testing.assert_array_equal(dt["warmup_posterior"]["mu"].values[c], want[:split])
+        assert posterior["n"].dtype == np.int64
+        np.testing.assert_array_equal(dt["sample_stats"]["energy"].values[0], np.arange(split, 10))
+        np.testing.assert_array_equal(dt["observed_data"]["y"].values, np.arange(3.0))
+        assert dt.attrs["run_id"] == meta.rid
+
+    def test_to_inferencedata_uneven_chains(self, backend):
+        meta = make_meta([Variable("a", "float64", [])], [Variable("in_warmup", "bool", [])])
+        run = backend.init_run(meta)
+        for c, n in enumerate([5, 8]):
+            chain = run.init_chain(c)
+            for i, d in enumerate(random_draws(meta.variables, n, seed=c)):
+                chain.append(d, {"in_warmup": i < 2})
+        self.finish(run)
+        run = self.reopen(backend, run)
+        dt = run.to_inferencedata()
+        assert dt["posterior"].sizes == {"chain": 2, "draw": 3}
+        with pytest.raises(ValueError, match="vary in length"):
+            run.to_inferencedata(equalize_chain_lengths=False)
+
+    # ---- bad input ----------------------------------------------------------------------
+
+    def _run_with_data(self, backend):
+        meta = make_meta(
+            [Variable("a", "float64", [2]), Variable("i", "int32", [])],
+            [Variable("s", "bool", [])],
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        draws = random_draws(meta.variables, 3)
+        for d in draws:
+            chain.append(d, {"s": True})
+        return meta, run, chain, draws
+
+    @pytest.mark.parametrize(
+        ("draw", "stats", "error", "match"),
+        [
+            ({"a": [1.0, 2.0], "i": 1, "zzz": 1.0}, {"s": True}, KeyError, "unknown names.*zzz"),
+            ({"a": [1.0, 2.0]}, {"s": True}, ValueError, "lacks values.*'i'"),
+            ({"a": [1.0, 2.0, 3.0], "i": 1}, {"s": True}, ValueError, "'a' has shape \\(3,\\)"),
+            ({"a": [1.0, 2.0], "i": 1.5}, {"s": True}, TypeError, "'i' has dtype float64"),
+            ({"a": ["x", "y"], "i": 1}, {"s": True}, TypeError, "'a' has dtype <U1"),
+            ({"a": [1.0, 2.0], "i": 1}, {"s": "yes"}, TypeError, "'s' has dtype"),
+            ({"a": [1.0, 2.0], "i": 1}, None, ValueError, "stats lacks values.*'s'"),
+        ],
+    )
+    def test_bad_draw_refused_and_nothing_lost(self, backend, draw, stats, error, match):
+        meta, run, chain, draws = self._run_with_data(backend)
+        with pytest.raises(error, match=match):
+            chain.append(draw, stats)
+        chain.append(draws[0], {"s": False})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        assert len(chain) == 4
+        assert_values_equal(
+            chain.get_draws("a"), [d["a"] for d in [*draws, draws[0]]], meta.variables[0]
+        )
+        np.testing.assert_array_equal(chain.get_stats("s"), [True, True, True, False])
+
+    def test_bad_reads_refused(self, backend):
+        _, run, chain, _ = self._run_with_data(backend)
+        with pytest.raises(KeyError, match="Unknown variable 'nope'"):
+            chain.get_draws("nope")
+        with pytest.raises(KeyError, match="Unknown sample stat 'a'"):
+            chain.get_stats("a")
+        with pytest.raises(IndexError, match="out of range"):
+            chain.get_draws_at(3, ["a"])
+        with pytest.raises(KeyError, match="Unknown variable 's'"):
+            chain.get_draws_at(0, ["s"])
+
+    def test_chain_number_reused(self, backend):
+        _, run, chain, _ = self._run_with_data(backend)
+        with pytest.raises(ValueError, match="Chain 0 already exists"):
+            run.init_chain(0)
+        self.finish(run)
+        assert len(self.chain_of(self.reopen(backend, run), 0)) == 3
+
+    def test_rid_reused(self, backend):
+        meta = make_meta([Variable("a", "float64", [])])
+        backend.init_run(meta)
+        with pytest.raises(ValueError, match="already exists"):
+            backend.init_run(meta)
+
+    @pytest.mark.parametrize(
+        ("meta", "match"),
+        [
+            (RunMeta(rid="", variables=[Variable("a", "float64", [])]), "rid is empty"),
+            (
+                RunMeta(
+                    rid="r", variables=[Variable("a", "float64", []), Variable("a", "int8", [])]
+                ),
+                "Duplicate variable name 'a'",
+            ),
+            (
+                RunMeta(rid="r", variables=[Variable("a", "object", [])]),
+                "Unsupported dtype 'object'",
+            ),
+            (
+                RunMeta(rid="r", variables=[Variable("a", "float64", [2], dims=["x", "y"])]),
+                "2 dims",
+            ),
+            (RunMeta(rid="r", variables=[Variable("", "float64", [])]), "empty name"),
+        ],
+    )
+    def test_bad_meta_refused(self, backend, meta, match):
+        with pytest.raises((ValueError, TypeError), match=match):
+            backend.init_run(meta)
