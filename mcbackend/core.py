@@ -19,9 +19,13 @@ from .validation import VariableSpec, specs_by_name
 if TYPE_CHECKING:
     import xarray
 
-__all__ = ["Backend", "Chain", "Run", "chain_id", "is_rigid"]
+__all__ = ["Backend", "Chain", "Run", "RunExistsError", "chain_id", "is_rigid"]
 
 _log = logging.getLogger(__name__)
+
+
+class RunExistsError(ValueError):
+    """A run with this id already exists in the backend."""
 
 
 def is_rigid(shape: Sequence[int] | None) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..core import Backend, Chain, Run
+from ..core import Backend, Chain, Run, RunExistsError
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
 
@@ -125,7 +125,7 @@ class NumPyBackend(Backend):
 
     def _init_run(self, meta: RunMeta) -> NumPyRun:
         if meta.rid in self._runs:
-            raise ValueError(f"A run with id '{meta.rid}' already exists in this backend.")
+            raise RunExistsError(f"A run with id '{meta.rid}' already exists in this backend.")
         run = self.run_class(meta, preallocate=self.preallocate)
         self._runs[meta.rid] = run
         return run

@@ -1,0 +1,325 @@
+"""Machinery shared by the file backends (Zarr, Parquet): locations on any fsspec filesystem,
+the run marker and metadata sidecar, draw buffers with count/time flushing, and exit flushing.
+
+A run is a directory ``<root>/<rid>`` holding::
+
+    mcbackend.json   {"format": "zarr"|"parquet", "format_version": 1, "rid": ..., "created_at": ...}
+    meta.pb          the RunMeta protobuf (binary)
+    ...              the format's own files
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import logging
+import posixpath
+import re
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from .backends.numpy import ColumnStore
+from .core import RunExistsError
+from .meta import RunMeta
+from .validation import VariableSpec
+
+__all__ = [
+    "MARKER",
+    "SIDECAR",
+    "Location",
+    "DrawBuffer",
+    "RunNotFoundError",
+    "CorruptRunError",
+    "read_run_info",
+    "check_rid",
+    "encode_name",
+]
+
+_log = logging.getLogger(__name__)
+
+MARKER = "mcbackend.json"
+SIDECAR = "meta.pb"
+
+
+class RunNotFoundError(FileNotFoundError):
+    """The location holds no mcbackend run."""
+
+
+class CorruptRunError(ValueError):
+    """A run's marker or metadata sidecar cannot be read."""
+
+
+_SAFE_RID = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def check_rid(rid: str) -> str:
+    """Run ids name directories, so they must be plain path components."""
+    if not _SAFE_RID.match(rid) or rid in (".", ".."):
+        raise ValueError(
+            f"Run id {rid!r} cannot name a directory: use letters, digits, '_', '-' and '.'."
+        )
+    return rid
+
+
+def encode_name(name: str) -> str:
+    """A storage key for a variable name: '/' and '%' are percent-encoded, and so are a
+    leading '.' or '__' (reserved by Zarr). Everything else, unicode and spaces included, stays."""
+    key = name.replace("%", "%25").replace("/", "%2F")
+    if key.startswith("."):
+        key = "%2E" + key[1:]
+    if key.startswith("__"):
+        key = "%5F" + key[1:]
+    return key
+
+
+@dataclass(frozen=True)
+class Location:
+    """A directory on an fsspec filesystem."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+    storage_options: Mapping[str, Any]
+
+    @classmethod
+    def from_url(cls, url_or_path: str, storage_options: Mapping[str, Any] | None = None):
+        options = dict(storage_options or {})
+        fs, path = fsspec.core.url_to_fs(str(url_or_path), **options)
+        return cls(fs, path.rstrip("/") or "/", options)
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in _protocols(self.fs)
+
+    def child(self, name: str) -> Location:
+        return Location(self.fs, posixpath.join(self.path, name), self.storage_options)
+
+    def url(self, name: str | None = None) -> str:
+        path = posixpath.join(self.path, name) if name else self.path
+        return self.fs.unstrip_protocol(path)
+
+    def file(self, name: str) -> str:
+        return posixpath.join(self.path, name)
+
+    def exists(self, name: str) -> bool:
+        return self.fs.exists(self.file(name))
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.fs.cat_file(self.file(name))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a whole file; on local disk via a temporary file and an atomic rename."""
+        target = self.file(name)
+        if self.is_local:
+            tmp = f"{target}.{time.monotonic_ns()}.partial"
+            self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, target)
+        else:
+            self.fs.pipe_file(target, data)
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+# ---- run marker and sidecar ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's marker says, plus its metadata."""
+
+    rid: str
+    format: str
+    format_version: int
+    created_at: datetime.datetime
+    meta: RunMeta
+
+
+def create_run_dir(location: Location, meta: RunMeta, fmt: str, version: int) -> Location:
+    """Create ``<root>/<rid>`` with marker and sidecar; refuse a rid that exists."""
+    rid = check_rid(meta.rid)
+    run_dir = location.child(rid)
+    if run_dir.fs.exists(run_dir.path) and run_dir.fs.ls(run_dir.path):
+        raise RunExistsError(f"A run with id '{rid}' already exists at {run_dir}.")
+    try:
+        run_dir.fs.makedirs(run_dir.path, exist_ok=True)
+        run_dir.write_bytes(SIDECAR, bytes(meta))
+        marker = {
+            "format": fmt,
+            "format_version": version,
+            "rid": rid,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        }
+        run_dir.write_bytes(MARKER, json.dumps(marker, indent=1).encode())
+    except PermissionError as ex:
+        raise PermissionError(f"Cannot write the run to {run_dir}: {ex}") from ex
+    return run_dir
+
+
+def read_run_info(run_dir: Location) -> RunInfo:
+    """Read and check a run's marker and sidecar; clear errors for anything else."""
+    if not run_dir.exists(MARKER):
+        if run_dir.fs.isdir(run_dir.path) or run_dir.fs.exists(run_dir.path):
+            raise RunNotFoundError(f"{run_dir} is not an mcbackend run (no {MARKER}).")
+        raise RunNotFoundError(f"No run at {run_dir}.")
+    try:
+        marker = json.loads(run_dir.read_bytes(MARKER))
+        rid, fmt, version = marker["rid"], marker["format"], int(marker["format_version"])
+        created_at = datetime.datetime.fromisoformat(marker["created_at"])
+    except (ValueError, KeyError, TypeError) as ex:
+        raise CorruptRunError(f"The run marker {run_dir.url(MARKER)} is corrupt: {ex!r}") from ex
+    if not run_dir.exists(SIDECAR):
+        raise CorruptRunError(f"The run at {run_dir} lacks its metadata sidecar {SIDECAR}.")
+    raw = run_dir.read_bytes(SIDECAR)
+    try:
+        meta = RunMeta.parse(raw)
+    except Exception as ex:
+        raise CorruptRunError(f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt: {ex!r}")
+    if meta.rid != rid or bytes(meta) != raw:
+        raise CorruptRunError(
+            f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt "
+            f"(it does not describe run '{rid}')."
+        )
+    return RunInfo(rid, fmt, version, created_at, meta)
+
+
+def list_runs(location: Location) -> list[RunInfo]:
+    """Every readable run directly under ``location``, oldest first."""
+    if not location.fs.exists(location.path):
+        return []
+    infos = []
+    for entry in location.fs.ls(location.path, detail=False):
+        run_dir = Location(location.fs, entry.rstrip("/"), location.storage_options)
+        if not run_dir.exists(MARKER):
+            continue
+        try:
+            infos.append(read_run_info(run_dir))
+        except CorruptRunError as ex:
+            _log.warning("Skipping %s: %s", run_dir, ex)
+    return sorted(infos, key=lambda i: (i.created_at, i.rid))
+
+
+def runs_dataframe(infos: Iterable[RunInfo]):
+    import pandas as pd
+
+    rows = [
+        {"rid": i.rid, "created_at": i.created_at, "format": i.format, "meta": i.meta}
+        for i in infos
+    ]
+    return pd.DataFrame(rows, columns=["rid", "created_at", "format", "meta"])
+
+
+# ---- buffering -----------------------------------------------------------------------------
+
+
+class DrawBuffer:
+    """Draws and stats not yet flushed, with the count/time policy that decides when to flush.
+
+    A count flush happens when the chain length reaches a multiple of ``flush_every``, so
+    flushes stay aligned with storage chunks even after a time-triggered flush.
+    """
+
+    def __init__(
+        self,
+        draw_specs: Iterable[VariableSpec],
+        stat_specs: Iterable[VariableSpec],
+        *,
+        flush_every: int,
+        flush_seconds: float | None,
+    ) -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be at least 1, got {flush_every}.")
+        self.flush_every = int(flush_every)
+        self.flush_seconds = flush_seconds
+        self._draw_specs = list(draw_specs)
+        self._stat_specs = list(stat_specs)
+        self.reset()
+
+    def reset(self) -> None:
+        self.draws = ColumnStore(self._draw_specs, self.flush_every)
+        self.stats = ColumnStore(self._stat_specs, self.flush_every)
+        self.started = time.monotonic()
+
+    def __len__(self) -> int:
+        return self.stats.length
+
+    def append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
+        if not len(self):
+            self.started = time.monotonic()
+        self.draws.append(draw)
+        self.stats.append(stats)
+
+    def due(self, committed: int) -> bool:
+        if not len(self):
+            return False
+        if (committed + len(self)) % self.flush_every == 0:
+            return True
+        return (
+            self.flush_seconds is not None and time.monotonic() - self.started >= self.flush_seconds
+        )
+
+    def columns(self, is_stat: bool) -> ColumnStore:
+        return self.stats if is_stat else self.draws
+
+
+# ---- flushing at exit ----------------------------------------------------------------------
+
+_open_chains: weakref.WeakSet = weakref.WeakSet()
+
+
+def register_for_exit_flush(chain: Any) -> None:
+    _open_chains.add(chain)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for chain in list(_open_chains):
+        try:
+            chain.flush()
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            _log.exception("Could not flush %r at exit.", chain)
+
+
+def positions(slc: slice, length: int) -> np.ndarray:
+    """The draw indices a slice selects from a chain of ``length``."""
+    return np.arange(*slc.indices(length))
+
+
+def read_selected(
+    idx: np.ndarray,
+    committed: int,
+    read_stored: Callable[[int, int], np.ndarray],
+    buffered: Callable[[slice], np.ndarray],
+) -> np.ndarray:
+    """Gather draws ``idx`` from storage (``idx < committed``) and the buffer (the rest)."""
+    stored_idx = idx[idx < committed]
+    buffer_idx = idx[idx >= committed] - committed
+    parts = []
+    if len(stored_idx):
+        lo, hi = int(stored_idx.min()), int(stored_idx.max()) + 1
+        parts.append((stored_idx, read_stored(lo, hi), lo))
+    if len(buffer_idx):
+        lo, hi = int(buffer_idx.min()), int(buffer_idx.max()) + 1
+        parts.append((buffer_idx, buffered(slice(lo, hi)), lo))
+    if len(parts) == 1:
+        sel, block, lo = parts[0]
+        return block[sel - lo]
+    if not parts:
+        return buffered(slice(0, 0))
+    (sel_a, block_a, lo_a), (sel_b, block_b, lo_b) = parts
+    picked_a, picked_b = block_a[sel_a - lo_a], block_b[sel_b - lo_b]
+    # A slice selects stored draws either all before or all after the buffered ones.
+    ordered = (picked_a, picked_b) if idx[0] < committed else (picked_b, picked_a)
+    return np.concatenate(ordered)

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+import mcbackend as mcb
+
+from .conformance import BackendConformance
+
+
+class TestZarrLocal(BackendConformance):
+    many_draws = 300
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return mcb.ZarrBackend(str(tmp_path / "runs"), flush_every=8, flush_seconds=None)
+
+    def reopen(self, backend, run):
+        return mcb.ZarrBackend(str(backend.location.path)).get_run(run.meta.rid)
+
+
+class TestZarrSmallChunks(TestZarrLocal):
+    """Flushes that straddle chunk boundaries (3 draws a flush, 4 draws a chunk)."""
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return mcb.ZarrBackend(str(tmp_path), chunk_draws=4, flush_every=3, flush_seconds=None)
+
+
+class TestZarrMemoryUnflushed(BackendConformance):
+    """Reads in the writing process include draws that were never flushed."""
+
+    many_draws = 300
+
+    @pytest.fixture
+    def backend(self):
+        url = f"memory://zarr-{np.random.randint(10**9)}"
+        return mcb.ZarrBackend(url, flush_every=5, flush_seconds=None)
+
+    def finish(self, run):
+        pass
