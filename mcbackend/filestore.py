@@ -3,7 +3,7 @@ the run marker and metadata sidecar, draw buffers with count/time flushing, and 
 
 A run is a directory ``<root>/<rid>`` holding::
 
-    mcbackend.json   {"format": "zarr"|"parquet", "format_version": 1, "rid": ..., "created_at": ...}
+    mcbackend.json   {"format": "zarr" or "parquet", "format_version", "rid", "created_at"}
     meta.pb          the RunMeta protobuf (binary)
     ...              the format's own files
 """
@@ -186,7 +186,9 @@ def read_run_info(run_dir: Location) -> RunInfo:
     try:
         meta = RunMeta.parse(raw)
     except Exception as ex:
-        raise CorruptRunError(f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt: {ex!r}")
+        raise CorruptRunError(
+            f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt: {ex!r}"
+        ) from ex
     if meta.rid != rid or bytes(meta) != raw:
         raise CorruptRunError(
             f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt "

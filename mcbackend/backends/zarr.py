@@ -4,7 +4,7 @@
 
     <root>/<rid>/                 Zarr group (attrs["mcbackend"]: format, version, rid)
         mcbackend.json, meta.pb   marker and RunMeta sidecar (see ``mcbackend.filestore``)
-        chain_<n>/                group, attrs["mcbackend"] = {"chain_number": n, "draws": committed}
+        chain_<n>/                group, attrs["mcbackend"]: {"chain_number", "draws" (committed)}
             draws/<name>          array (draw, *shape), dimension_names ("draw", *dims)
             stats/<name>          the same for sampler stats
             draws/<name>/{data,ndims,shapes}   for dynamic shapes: flat values + per-draw shapes
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -152,7 +153,7 @@ class ColumnWriter:
     def _offsets(self, ndims: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Start offsets into ``shapes`` and ``data`` for each draw (length n + 1)."""
         shape_offsets = np.concatenate([[0], np.cumsum(ndims)]).astype(np.int64)
-        sizes = [int(np.prod(shapes[a:b])) for a, b in zip(shape_offsets[:-1], shape_offsets[1:])]
+        sizes = [int(np.prod(shapes[a:b])) for a, b in itertools.pairwise(shape_offsets)]
         return shape_offsets, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
 
     async def _write_ragged(self, start: int, values: list[np.ndarray]) -> None:
