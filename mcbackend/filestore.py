@@ -14,8 +14,10 @@ import atexit
 import datetime
 import json
 import logging
+import os
 import posixpath
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -79,6 +81,9 @@ def encode_name(name: str) -> str:
     return key
 
 
+_made_folders: set[str] = set()  # local folders known to exist
+
+
 @dataclass(frozen=True)
 class Location:
     """A directory on an fsspec filesystem."""
@@ -114,15 +119,35 @@ class Location:
         return self.fs.cat_file(self.file(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        """Write a whole file; on local disk via a temporary file and an atomic rename."""
-        target = self.file(name)
+        """Write a whole file, atomically (see ``write_many``)."""
+        self.write_many({name: data})
+
+    def write_many(self, files: Mapping[str, bytes]) -> None:
+        """Write files (paths relative to this directory), each atomically: on local disk via
+        a temporary file and a rename, elsewhere as one PUT per file, issued concurrently."""
+        if not files:
+            return
         if self.is_local:
-            tmp = f"{target}.{time.monotonic_ns()}.partial"
-            self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, target)
+            for name, data in files.items():
+                target = self.file(name)
+                folder = os.path.dirname(target)
+                if folder not in _made_folders:
+                    os.makedirs(folder, exist_ok=True)
+                    _made_folders.add(folder)
+                tmp = f"{target}.{os.getpid()}.partial"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, target)
         else:
-            self.fs.pipe_file(target, data)
+            self.fs.pipe({self.file(name): data for name, data in files.items()})
+
+    def read_many(self, names: list[str]) -> dict[str, bytes]:
+        """Read files (paths relative to this directory) in one batch of requests."""
+        if not names:
+            return {}
+        paths = {self.fs._strip_protocol(self.file(n)): n for n in names}
+        found = self.fs.cat(list(paths), on_error="raise")
+        return {paths[self.fs._strip_protocol(p)]: data for p, data in found.items()}
 
     def __str__(self) -> str:
         return self.url()
@@ -276,16 +301,37 @@ class DrawBuffer:
         return self.stats if is_stat else self.draws
 
 
+def auto_flush_every(meta: RunMeta, target_bytes: int = 4 << 20) -> int:
+    """A power of two of draws that buffers about ``target_bytes`` (64 to 16384 draws)."""
+    draw_bytes = 0
+    for var in [*meta.variables, *meta.sample_stats]:
+        spec = VariableSpec.from_variable(var)
+        size = int(np.prod(spec.shape)) if spec.is_rigid else 8
+        draw_bytes += size * (spec.dtype.itemsize or 16)
+    draws = max(target_bytes // max(draw_bytes, 1), 1)
+    return int(np.clip(2 ** int(np.log2(draws)), 64, 16384))
+
+
 # ---- flushing at exit ----------------------------------------------------------------------
 
 _open_chains: weakref.WeakSet = weakref.WeakSet()
+_exit_hook_installed = False
 
 
 def register_for_exit_flush(chain: Any) -> None:
+    """Flush ``chain`` when the interpreter exits.
+
+    The hook runs at threading shutdown, before thread pools (which storage libraries use
+    for I/O) stop taking work; plain ``atexit`` handlers would run too late.
+    """
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(_flush_at_exit)
+        _exit_hook_installed = True
     _open_chains.add(chain)
 
 
-@atexit.register
 def _flush_at_exit() -> None:
     for chain in list(_open_chains):
         try:

@@ -2,33 +2,35 @@
 
 ::
 
-    <root>/<rid>/                 Zarr group (attrs["mcbackend"]: format, version, rid)
+    <root>/<rid>/                 Zarr group; attrs["mcbackend"]: format, format_version, rid
         mcbackend.json, meta.pb   marker and RunMeta sidecar (see ``mcbackend.filestore``)
-        chain_<n>/                group, attrs["mcbackend"]: {"chain_number", "draws" (committed)}
+        chain_<n>/                group; attrs["mcbackend"]: chain_number, draws (committed)
             draws/<name>          array (draw, *shape), dimension_names ("draw", *dims)
             stats/<name>          the same for sampler stats
-            draws/<name>/{data,ndims,shapes}   for dynamic shapes: flat values + per-draw shapes
+            draws/<name>/{data,ndims,shapes}   dynamic shapes: flat values + per-draw shapes
+
+Appends are buffered; a flush encodes whole chunks (``mcbackend.zarrio``), writes them and
+the grown array metadata in one batch, and then, as the commit point, the chain's draw count.
+Reads go through zarr-python, which verifies every chunk's CRC-32C.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import warnings
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import zarr
 import zarr.storage
-from zarr.codecs import Crc32cCodec, ZstdCodec
-from zarr.core.sync import sync
 
 from ..core import Backend, Chain, Run
 from ..filestore import (
     DrawBuffer,
     Location,
     RunNotFoundError,
+    auto_flush_every,
     create_run_dir,
     encode_name,
     list_runs,
@@ -40,17 +42,14 @@ from ..filestore import (
 )
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
+from ..zarrio import ArrayAppender, Compression, group_document
 
-__all__ = ["ZarrBackend", "ZarrChain", "ZarrRun", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ZarrBackend", "ZarrChain", "ZarrRun"]
 
 FORMAT = "zarr"
 FORMAT_VERSION = 1
 TARGET_CHUNK_BYTES = 1 << 20
-
-
-def default_compressors() -> list:
-    """Zstandard, then a CRC-32C checksum of every chunk (verified on every read)."""
-    return [ZstdCodec(level=1), Crc32cCodec()]
+RAGGED_PARTS = ("data", "ndims", "shapes")
 
 
 def open_store(location: Location, *, read_only: bool) -> zarr.abc.store.Store:
@@ -61,143 +60,138 @@ def open_store(location: Location, *, read_only: bool) -> zarr.abc.store.Store:
     )
 
 
-class ColumnWriter:
-    """Reads and writes one variable's column inside a chain group."""
+def chunk_length_for(spec: VariableSpec, flush_every: int) -> int:
+    """The largest divisor of ``flush_every`` giving chunks of at most ~1 MiB, so that
+    count-triggered flushes always end on a chunk boundary."""
+    size = int(np.prod(spec.shape)) if spec.is_rigid else 1
+    draw_bytes = max(size * (spec.dtype.itemsize or 16), 1)
+    limit = max(TARGET_CHUNK_BYTES // draw_bytes, 1)
+    return next(d for d in range(min(limit, flush_every), 0, -1) if flush_every % d == 0)
 
-    def __init__(self, parent: zarr.Group, var: Variable) -> None:
+
+class Column:
+    """One variable's stored values: a Zarr array, or for dynamic shapes a group of three."""
+
+    def __init__(self, chain_path: str, section: str, var: Variable, store: Any) -> None:
         self.spec = VariableSpec.from_variable(var)
-        self.key = encode_name(var.name)
-        self.parent = parent
+        self.path = f"{chain_path}/{section}/{encode_name(var.name)}"
         self.dims = _dims(var)
-        self._array: zarr.Array | None = None
-        self._ragged_ends: tuple[int, int, int] | None = None  # draws, shapes, data stored
-        self._ragged_arrays: tuple[zarr.Array, zarr.Array, zarr.Array] | None = None
-
-    def create(self, chunk_draws: int | None, compressors: list) -> None:
-        attrs = {"mcbackend": {"name": self.spec.name}}
-        dtype = str if self.spec.is_str else self.spec.dtype
-        if self.is_ragged:
-            group = self.parent.create_group(self.key, attributes=attrs)
-            n = chunk_draws or 1024
-            group.create_array(
-                "data", shape=(0,), chunks=(n * 8,), dtype=dtype, compressors=compressors
-            )
-            group.create_array(
-                "ndims", shape=(0,), chunks=(n,), dtype="int64", compressors=compressors
-            )
-            group.create_array(
-                "shapes", shape=(0,), chunks=(n,), dtype="int64", compressors=compressors
-            )
-            return
-        draw_bytes = max(int(np.prod(self.spec.shape)) * (self.spec.dtype.itemsize or 16), 1)
-        n = chunk_draws or int(np.clip(TARGET_CHUNK_BYTES // draw_bytes, 16, 16384))
-        self.parent.create_array(
-            self.key,
-            shape=(0, *self.spec.shape),
-            chunks=(n, *self.spec.shape),
-            dtype=dtype,
-            compressors=compressors,
-            dimension_names=("draw", *self.dims),
-            attributes=attrs,
-        )
+        self.store = store
+        self.attributes = {"mcbackend": {"name": var.name}}
+        self.appenders: dict[str, ArrayAppender] = {}
+        self._arrays: dict[str, zarr.Array] = {}
+        self._ragged_ends: tuple[int, int] | None = None  # shapes, data entries stored
 
     @property
     def is_ragged(self) -> bool:
         return self.spec.undefined_ndim or any(s <= 0 for s in self.spec.shape)
 
-    # ---- rigid ------------------------------------------------------------------------
+    # ---- writing ------------------------------------------------------------------------
 
-    def array(self, min_length: int = 0) -> zarr.Array:
-        """The array, re-read from storage when a writer elsewhere may have grown it."""
-        if self._array is None or self._array.shape[0] < min_length:
-            self._array = self.parent[self.key]
-        return self._array
+    def create(self, chunk_length: int, compression: Compression) -> dict[str, bytes]:
+        """Empty arrays; returns the metadata documents to write."""
+        if not self.is_ragged:
+            self.appenders[""] = ArrayAppender(
+                self.path, self.spec.dtype, self.spec.shape, chunk_length, compression,
+                self.attributes, ["draw", *self.dims],
+            )  # fmt: skip
+            return {f"{self.path}/zarr.json": self.appenders[""].document()}
+        self._ragged_ends = (0, 0)
+        for part, dtype, n in [
+            ("data", self.spec.dtype, chunk_length * 8),
+            ("ndims", np.dtype("int64"), chunk_length),
+            ("shapes", np.dtype("int64"), chunk_length),
+        ]:
+            self.appenders[part] = ArrayAppender(f"{self.path}/{part}", dtype, (), n, compression)
+        docs = {f"{a.path}/zarr.json": a.document() for a in self.appenders.values()}
+        docs[f"{self.path}/zarr.json"] = group_document(self.attributes)
+        return docs
 
-    async def write(self, start: int, values: np.ndarray | list[np.ndarray]) -> None:
-        """Store ``values`` as draws ``start, start + 1, ...``, dropping anything stored after."""
-        if self.is_ragged:
-            await self._write_ragged(start, values)
+    def resume(self, length: int, documents: Mapping[str, bytes]) -> None:
+        """Prepare to append after draw ``length`` of an existing column."""
+        parts = [""] if not self.is_ragged else list(RAGGED_PARTS)
+        for part in parts:
+            path = f"{self.path}/{part}".rstrip("/")
+            doc = json.loads(documents[f"{path}/zarr.json"])
+            dtype = self.spec.dtype if part in ("", "data") else np.dtype("int64")
+            self.appenders[part] = ArrayAppender(
+                path, dtype, tuple(doc["shape"][1:]),
+                doc["chunk_grid"]["configuration"]["chunk_shape"][0],
+                Compression.from_codecs(doc["codecs"]),
+                doc.get("attributes", {}), doc.get("dimension_names"),
+            )  # fmt: skip
+        if not self.is_ragged:
+            self.appenders[""].resume(length, lambda lo, hi: self._read_raw("", lo, hi))
             return
-        arr = self.array()._async_array
-        await arr.resize((start + len(values), *arr.shape[1:]))
-        await arr.setitem(slice(start, None), values)
+        ndims = self._read_raw("ndims", 0, length)
+        shape_offsets, data_offsets = _offsets(ndims, self._read_raw("shapes", 0, int(ndims.sum())))
+        ends = {"ndims": length, "shapes": int(shape_offsets[-1]), "data": int(data_offsets[-1])}
+        for part, end in ends.items():
+            self.appenders[part].resume(end, lambda lo, hi, p=part: self._read_raw(p, lo, hi))
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        if self.is_ragged:
-            return self._read_ragged(lo, hi)
-        values = self.array(hi)[lo:hi]
-        if self.spec.is_str:
+    def append(self, values: np.ndarray | list[np.ndarray]) -> dict[str, bytes]:
+        """Encode the next draws; returns the files to write."""
+        if not self.is_ragged:
+            return self.appenders[""].append(np.asarray(values))
+        ndims = np.array([v.ndim for v in values], dtype=np.int64)
+        shapes = np.array([s for v in values for s in v.shape], dtype=np.int64)
+        data = np.concatenate([np.ravel(v) for v in values]) if len(values) else []
+        files: dict[str, bytes] = {}
+        for part, rows in [("data", data), ("shapes", shapes), ("ndims", ndims)]:
+            files.update(self.appenders[part].append(np.asarray(rows, self.appenders[part].dtype)))
+        return files
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def array(self, part: str = "", min_length: int = 0) -> zarr.Array:
+        """A zarr-python handle, re-opened when a writer elsewhere may have grown the array."""
+        arr = self._arrays.get(part)
+        if arr is None or arr.shape[0] < min_length:
+            path = f"{self.path}/{part}".rstrip("/")
+            arr = self._arrays[part] = zarr.open_array(self.store, path=path, mode="r")
+        return arr
+
+    def _read_raw(self, part: str, lo: int, hi: int) -> np.ndarray:
+        if hi <= lo:
+            dtype = self.spec.dtype if part in ("", "data") else np.dtype("int64")
+            return np.empty((0, *self.spec.shape) if part == "" else (0,), dtype=dtype)
+        values = self.array(part, hi)[lo:hi]
+        if self.spec.is_str and part in ("", "data"):
             values = _to_str(values)
-            return _object_rows([values[i, ...] for i in range(len(values))])
         return values
 
-    # ---- ragged: flat data plus per-draw ndims and shapes -----------------------------
-
-    def _ragged(self) -> tuple[zarr.Array, zarr.Array, zarr.Array]:
-        if self._ragged_arrays is None:
-            group = self.parent[self.key]
-            self._ragged_arrays = (group["data"], group["ndims"], group["shapes"])
-        return self._ragged_arrays
-
-    def prepare(self, start: int) -> None:
-        """Open array handles and find where draw ``start`` goes (before an async write)."""
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Draws ``lo:hi``: an array for rigid variables, else an object array of draws."""
         if not self.is_ragged:
-            self.array()
-            return
-        _, ndims, shapes = self._ragged()
-        if self._ragged_ends is None or self._ragged_ends[0] != start:
-            old_ndims = ndims[:start]
-            shape_offsets, data_offsets = self._offsets(old_ndims, shapes[: int(old_ndims.sum())])
-            self._ragged_ends = (start, int(shape_offsets[-1]), int(data_offsets[-1]))
-
-    def _offsets(self, ndims: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start offsets into ``shapes`` and ``data`` for each draw (length n + 1)."""
+            values = self._read_raw("", lo, hi)
+            if self.spec.is_str:
+                return _object_rows([values[i, ...] for i in range(len(values))])
+            return values
+        ndims = self._read_raw("ndims", 0, hi)
         shape_offsets = np.concatenate([[0], np.cumsum(ndims)]).astype(np.int64)
-        sizes = [int(np.prod(shapes[a:b])) for a, b in itertools.pairwise(shape_offsets)]
-        return shape_offsets, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-
-    async def _write_ragged(self, start: int, values: list[np.ndarray]) -> None:
-        data, ndims, shapes = self._ragged()
-        _, shapes_end, data_end = self._ragged_ends
-        new_ndims = np.array([v.ndim for v in values], dtype=np.int64)
-        new_shapes = np.array([s for v in values for s in v.shape], dtype=np.int64)
-        flat = [v.ravel() for v in values]
-        new_data = np.concatenate(flat) if flat else np.empty(0, self.spec.dtype)
-        for arr, offset, rows in [
-            (data, data_end, new_data),
-            (shapes, shapes_end, new_shapes),
-            (ndims, start, new_ndims),
-        ]:
-            arr = arr._async_array
-            await arr.resize((offset + len(rows),))
-            if len(rows):
-                await arr.setitem(slice(offset, None), rows)
-        self._ragged_ends = (
-            start + len(values),
-            shapes_end + len(new_shapes),
-            data_end + len(new_data),
-        )
-
-    def _read_ragged(self, lo: int, hi: int) -> np.ndarray:
-        if self._ragged_arrays is not None and self._ragged_arrays[1].shape[0] < hi:
-            self._ragged_arrays = None  # grown by a writer elsewhere
-        data, ndims_arr, shapes_arr = self._ragged()
-        ndims = ndims_arr[:hi]
-        shape_offsets, data_offsets = self._offsets(ndims, shapes_arr[: int(ndims.sum())])
-        shapes = shapes_arr[int(shape_offsets[lo]) : int(shape_offsets[hi])]
-        flat = data[int(data_offsets[lo]) : int(data_offsets[hi])]
-        if self.spec.is_str:
-            flat = _to_str(flat)
+        shapes = self._read_raw("shapes", 0, int(shape_offsets[-1]))
+        _, data_offsets = _offsets(ndims, shapes)
+        flat = self._read_raw("data", int(data_offsets[lo]), int(data_offsets[hi]))
+        base = data_offsets[lo]
         out = []
         for i in range(lo, hi):
-            shape = shapes[
-                shape_offsets[i] - shape_offsets[lo] : shape_offsets[i + 1] - shape_offsets[lo]
-            ]
-            chunk = flat[
-                data_offsets[i] - data_offsets[lo] : data_offsets[i + 1] - data_offsets[lo]
-            ]
-            out.append(chunk.reshape(tuple(shape)).astype(self.spec.dtype, copy=False))
+            shape = tuple(shapes[shape_offsets[i] : shape_offsets[i + 1]])
+            values = flat[data_offsets[i] - base : data_offsets[i + 1] - base]
+            out.append(values.reshape(shape).astype(self.spec.dtype, copy=False))
         return _object_rows(out)
+
+
+def _offsets(ndims: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets of each draw into ``shapes`` and into the flat data (each of length n + 1)."""
+    shape_offsets = np.concatenate([[0], np.cumsum(ndims)]).astype(np.int64)
+    sizes = [int(np.prod(shapes[a:b])) for a, b in itertools.pairwise(shape_offsets)]
+    return shape_offsets, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+
+def _dims(var: Variable) -> list[str]:
+    if var.dims and len(var.dims) == len(var.shape):
+        return list(var.dims)
+    return [f"{encode_name(var.name)}_dim_{i}" for i in range(len(var.shape))]
 
 
 def _to_str(values: np.ndarray) -> np.ndarray:
@@ -212,75 +206,91 @@ def _object_rows(values: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def chain_document(chain_number: int, draws: int) -> bytes:
+    return group_document({"mcbackend": {"chain_number": chain_number, "draws": draws}})
+
+
 class ZarrChain(Chain):
     """A chain stored as a Zarr group; appends are buffered and flushed in batches."""
 
-    def __init__(
-        self,
-        cmeta: ChainMeta,
-        rmeta: RunMeta,
-        group: zarr.Group,
-        *,
-        flush_every: int,
-        flush_seconds: float | None,
-        read_only: bool,
-    ) -> None:
-        super().__init__(cmeta, rmeta)
-        self._group = group
-        self._read_only = read_only
-        self._writers = {
-            False: {v.name: ColumnWriter(group["draws"], v) for v in rmeta.variables},
-            True: {v.name: ColumnWriter(group["stats"], v) for v in rmeta.sample_stats},
+    def __init__(self, cmeta: ChainMeta, run: ZarrRun, *, created: bool = False) -> None:
+        super().__init__(cmeta, run.meta)
+        self._run = run
+        self._path = f"chain_{cmeta.chain_number}"
+        self._columns = {
+            is_stat: {v.name: Column(self._path, section, v, run.store) for v in variables}
+            for is_stat, section, variables in [
+                (False, "draws", run.meta.variables),
+                (True, "stats", run.meta.sample_stats),
+            ]
         }
         self._buffer = DrawBuffer(
             self._variable_specs.values(),
             self._stat_specs.values(),
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
+            flush_every=run.flush_every,
+            flush_seconds=run.flush_seconds,
         )
-        self._committed = self._stored_length()
-        self._writing = False
+        self._committed = 0 if created else self._stored_length()
+        self._writing = created
+        if created:
+            self._create()
         register_for_exit_flush(self)
+
+    def _all_columns(self) -> list[Column]:
+        return [c for columns in self._columns.values() for c in columns.values()]
 
     def _stored_length(self) -> int:
         """The committed draw count, read fresh from storage."""
-        group = zarr.open_group(self._group.store, path=self._group.path, mode="r")
-        return int(group.attrs["mcbackend"]["draws"])
+        doc = json.loads(self._run.location.read_bytes(f"{self._path}/zarr.json"))
+        return int(doc["attributes"]["mcbackend"]["draws"])
 
     # ---- writing ------------------------------------------------------------------------
 
-    def _append(self, draw, stats) -> None:
-        if self._read_only:
+    def _create(self) -> None:
+        docs = {f"{self._path}/{s}/zarr.json": group_document({}) for s in ("draws", "stats")}
+        for column in self._all_columns():
+            chunks = self._run.chunk_draws or chunk_length_for(column.spec, self._run.flush_every)
+            docs.update(column.create(chunks, self._run.compression))
+        self._run.location.write_many(docs)
+        commit = chain_document(self.cmeta.chain_number, 0)
+        self._run.location.write_many({f"{self._path}/zarr.json": commit})
+
+    def _start_writing(self) -> None:
+        """Resume a chain opened from storage: continue after its committed draws."""
+        if self._run.read_only:
             raise PermissionError(f"Chain {self.cid} was opened read-only.")
+        self._committed = self._stored_length()
+        paths = []
+        for column in self._all_columns():
+            parts = [""] if not column.is_ragged else list(RAGGED_PARTS)
+            paths += [f"{column.path}/{p}/zarr.json".replace("//", "/") for p in parts]
+        documents = self._run.location.read_many(paths)
+        for column in self._all_columns():
+            column.resume(self._committed, documents)
+        self._writing = True
+
+    def _append(self, draw, stats) -> None:
         if not self._writing:
-            self._committed = self._stored_length()
-            self._writing = True
+            self._start_writing()
         self._buffer.append(draw, stats)
         if self._buffer.due(self._committed):
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered draws, then record the new committed length (the commit point)."""
+        """Write buffered draws in one batch, then the new draw count (the commit point)."""
         n = len(self._buffer)
-        if n:
-            for writers in self._writers.values():
-                for writer in writers.values():
-                    writer.prepare(self._committed)
-            sync(self._write_columns(n))
-            self._committed += n
-            self._buffer.reset()
-
-    async def _write_columns(self, n: int) -> None:
-        """All columns concurrently (one round of requests), then the chain's draw count."""
-        writes = []
-        for is_stat, writers in self._writers.items():
-            columns = self._buffer.columns(is_stat).columns
-            writes.extend(
-                w.write(self._committed, columns[name][:n]) for name, w in writers.items()
-            )
-        await asyncio.gather(*writes)
-        attrs = {"chain_number": self.cmeta.chain_number, "draws": self._committed + n}
-        await self._group._async_group.update_attributes({"mcbackend": attrs})
+        if not n:
+            return
+        files: dict[str, bytes] = {}
+        for is_stat, columns in self._columns.items():
+            buffered = self._buffer.columns(is_stat).columns
+            for name, column in columns.items():
+                files.update(column.append(buffered[name][:n]))
+        self._run.location.write_many(files)
+        doc = chain_document(self.cmeta.chain_number, self._committed + n)
+        self._run.location.write_many({f"{self._path}/zarr.json": doc})
+        self._committed += n
+        self._buffer.reset()
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -290,35 +300,20 @@ class ZarrChain(Chain):
         return self._committed + len(self._buffer)
 
     def _get_values(self, spec, slc, *, is_stat):
-        writer = self._writers[is_stat][spec.name]
-        idx = positions(slc, len(self))
+        column = self._columns[is_stat][spec.name]
         buffered = self._buffer.columns(is_stat)
-        result = read_selected(
-            idx,
-            self._committed,
-            writer.read,
-            lambda s: buffered.get(spec.name, s),
+        idx = positions(slc, len(self))
+        return read_selected(
+            idx, self._committed, column.read, lambda s: buffered.get(spec.name, s)
         )
-        if spec.is_rigid and result.dtype == object:  # pragma: no cover - defensive
-            result = np.stack(result)
-        return result
 
     def _lazy_values(self, spec, length, *, is_stat):
+        column = self._columns[is_stat][spec.name]
         if spec.is_rigid and length <= self._committed:
             import dask.array as da
 
-            arr = self._writers[is_stat][spec.name].array(length)
-            return da.from_zarr(arr)[:length]
+            return da.from_zarr(column.array("", length))[:length]
         return self._get_values(spec, slice(0, length), is_stat=is_stat)
-
-    def close(self) -> None:
-        self.flush()
-
-
-def _dims(var: Variable) -> list[str]:
-    if var.dims and len(var.dims) == len(var.shape):
-        return list(var.dims)
-    return [f"{encode_name(var.name)}_dim_{i}" for i in range(len(var.shape))]
 
 
 class ZarrRun(Run):
@@ -329,23 +324,20 @@ class ZarrRun(Run):
         meta: RunMeta,
         location: Location,
         *,
-        flush_every: int = 1024,
+        flush_every: int | None = None,
         flush_seconds: float | None = 10.0,
         chunk_draws: int | None = None,
-        compressors: list | None = None,
+        compression: Compression | None = None,
         read_only: bool = False,
     ) -> None:
         super().__init__(meta)
         self.location = location
-        self._store = open_store(location, read_only=read_only)
-        self._root = zarr.open_group(self._store, mode="r" if read_only else "r+")
-        self._options = {
-            "flush_every": flush_every,
-            "flush_seconds": flush_seconds,
-            "read_only": read_only,
-        }
-        self._chunk_draws = chunk_draws
-        self._compressors = compressors if compressors is not None else default_compressors()
+        self.flush_every = flush_every or auto_flush_every(meta)
+        self.flush_seconds = flush_seconds
+        self.chunk_draws = chunk_draws
+        self.compression = compression or Compression()
+        self.read_only = read_only
+        self.store = open_store(location, read_only=read_only)
         self._chains: dict[int, ZarrChain] = {}
 
     @property
@@ -353,34 +345,28 @@ class ZarrRun(Run):
         return self.location.url()
 
     def _init_chain(self, chain_number: int) -> ZarrChain:
-        if self._options["read_only"]:
+        if self.read_only:
             raise PermissionError(f"Run {self.meta.rid} was opened read-only.")
-        group = self._root.create_group(
-            f"chain_{chain_number}",
-            attributes={"mcbackend": {"chain_number": chain_number, "draws": 0}},
-        )
-        draws, stats = group.create_group("draws"), group.create_group("stats")
-        for parent, variables in [(draws, self.meta.variables), (stats, self.meta.sample_stats)]:
-            for var in variables:
-                ColumnWriter(parent, var).create(self._chunk_draws, self._compressors)
-        return self._chain(chain_number, group)
-
-    def _chain(self, chain_number: int, group: zarr.Group) -> ZarrChain:
-        if chain_number not in self._chains:
-            cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
-            self._chains[chain_number] = ZarrChain(cmeta, self.meta, group, **self._options)
+        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
+        self._chains[chain_number] = ZarrChain(cmeta, self, created=True)
         return self._chains[chain_number]
 
     def get_chains(self) -> list[ZarrChain]:
-        numbers = set(self._chains)
-        with warnings.catch_warnings():
-            # The marker and sidecar beside the chain groups are not Zarr nodes.
-            warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)
-            groups = list(self._root.groups())
-        for name, group in groups:
-            if name.startswith("chain_") and "mcbackend" in group.attrs:
-                numbers.add(int(group.attrs["mcbackend"]["chain_number"]))
-        return [self._chain(n, self._root[f"chain_{n}"]) for n in sorted(numbers)]
+        for number in self._stored_chain_numbers():
+            if number not in self._chains:
+                cmeta = ChainMeta(rid=self.meta.rid, chain_number=number)
+                self._chains[number] = ZarrChain(cmeta, self)
+        return [self._chains[n] for n in sorted(self._chains)]
+
+    def _stored_chain_numbers(self) -> list[int]:
+        fs, path = self.location.fs, self.location.path
+        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)]
+        numbers = []
+        for name in names:
+            number = name.removeprefix("chain_")
+            if number.isdigit() and fs.exists(f"{path}/{name}/zarr.json"):
+                numbers.append(int(number))
+        return numbers
 
 
 class ZarrBackend(Backend):
@@ -393,13 +379,16 @@ class ZarrBackend(Backend):
     storage_options
         Passed to fsspec (e.g. S3 credentials and ``endpoint_url``).
     flush_every
-        Flush whenever the chain length reaches a multiple of this many draws.
+        Flush whenever the chain length reaches a multiple of this many draws; by default a
+        power of two giving about 4 MiB per flush (64 to 16384 draws).
     flush_seconds
         Also flush at the first append this many seconds after the oldest unflushed draw.
     chunk_draws
-        Draws per chunk; by default chosen per variable for chunks of about 1 MiB.
-    compressors
-        Zarr bytes-to-bytes codecs; default Zstandard plus a CRC-32C checksum.
+        Draws per chunk; by default the largest divisor of ``flush_every`` giving chunks of
+        at most 1 MiB.
+    compression
+        ``"blosc"`` (LZ4 with byte shuffle, default), ``"zstd"``, ``None``, or a ``Compression``.
+        Every chunk also carries a CRC-32C checksum.
     read_only
         Open runs for reading only.
     """
@@ -409,18 +398,20 @@ class ZarrBackend(Backend):
         url_or_path: str,
         storage_options: Mapping[str, Any] | None = None,
         *,
-        flush_every: int = 1024,
+        flush_every: int | None = None,
         flush_seconds: float | None = 10.0,
         chunk_draws: int | None = None,
-        compressors: list | None = None,
+        compression: str | Compression | None = "blosc",
         read_only: bool = False,
     ) -> None:
         self.location = Location.from_url(url_or_path, storage_options)
+        if not isinstance(compression, Compression):
+            compression = Compression(compression)
         self._run_options = dict(
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             chunk_draws=chunk_draws,
-            compressors=compressors,
+            compression=compression,
             read_only=read_only,
         )
 
@@ -428,13 +419,8 @@ class ZarrBackend(Backend):
         if self._run_options["read_only"]:
             raise PermissionError(f"{self.location} was opened read-only.")
         run_dir = create_run_dir(self.location, meta, FORMAT, FORMAT_VERSION)
-        zarr.open_group(
-            open_store(run_dir, read_only=False),
-            mode="a",
-            attributes={
-                "mcbackend": {"format": FORMAT, "format_version": FORMAT_VERSION, "rid": meta.rid}
-            },
-        )
+        marker = {"format": FORMAT, "format_version": FORMAT_VERSION, "rid": meta.rid}
+        run_dir.write_many({"zarr.json": group_document({"mcbackend": marker})})
         return ZarrRun(meta, run_dir, **self._run_options)
 
     def get_run(self, rid: str) -> ZarrRun:
