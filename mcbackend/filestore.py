@@ -112,6 +112,13 @@ class Location:
     def file(self, name: str) -> str:
         return posixpath.join(self.path, name)
 
+    def listdir(self) -> list[str]:
+        """Names of the entries in this directory, never from a stale listing cache."""
+        self.fs.invalidate_cache(self.path)
+        if not self.fs.exists(self.path):
+            return []
+        return [e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.path, detail=False)]
+
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.file(name))
 
@@ -135,7 +142,12 @@ class Location:
                     os.makedirs(folder, exist_ok=True)
                     _made_folders.add(folder)
                 tmp = f"{target}.{os.getpid()}.partial"
-                with open(tmp, "wb") as f:
+                try:
+                    f = open(tmp, "wb")  # noqa: SIM115
+                except FileNotFoundError:  # the folder was removed since we made it
+                    os.makedirs(folder, exist_ok=True)
+                    f = open(tmp, "wb")  # noqa: SIM115
+                with f:
                     f.write(data)
                 os.replace(tmp, target)
         else:
@@ -224,11 +236,9 @@ def read_run_info(run_dir: Location) -> RunInfo:
 
 def list_runs(location: Location) -> list[RunInfo]:
     """Every readable run directly under ``location``, oldest first."""
-    if not location.fs.exists(location.path):
-        return []
     infos = []
-    for entry in location.fs.ls(location.path, detail=False):
-        run_dir = Location(location.fs, entry.rstrip("/"), location.storage_options)
+    for name in location.listdir():
+        run_dir = location.child(name)
         if not run_dir.exists(MARKER):
             continue
         try:

@@ -37,3 +37,17 @@ class TestZarrMemoryUnflushed(BackendConformance):
 
     def finish(self, run):
         pass
+
+
+@pytest.mark.s3
+class TestZarrS3(BackendConformance):
+    """The whole suite against a real S3-protocol server (moto) through s3fs."""
+
+    many_draws = 100
+
+    @pytest.fixture
+    def backend(self, s3_bucket, s3_options):
+        return mcb.ZarrBackend(f"{s3_bucket}/runs", s3_options, flush_every=16, flush_seconds=None)
+
+    def reopen(self, backend, run):
+        return mcb.open_run(f"{backend.location.url()}/{run.meta.rid}", backend.location.storage_options)

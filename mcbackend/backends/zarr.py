@@ -359,12 +359,10 @@ class ZarrRun(Run):
         return [self._chains[n] for n in sorted(self._chains)]
 
     def _stored_chain_numbers(self) -> list[int]:
-        fs, path = self.location.fs, self.location.path
-        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)]
         numbers = []
-        for name in names:
+        for name in self.location.listdir():
             number = name.removeprefix("chain_")
-            if number.isdigit() and fs.exists(f"{path}/{name}/zarr.json"):
+            if number.isdigit() and self.location.exists(f"{name}/zarr.json"):
                 numbers.append(int(number))
         return numbers
 
