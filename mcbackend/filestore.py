@@ -188,7 +188,7 @@ def create_run_dir(location: Location, meta: RunMeta, fmt: str, version: int) ->
     """Create ``<root>/<rid>`` with marker and sidecar; refuse a rid that exists."""
     rid = check_rid(meta.rid)
     run_dir = location.child(rid)
-    if run_dir.fs.exists(run_dir.path) and run_dir.fs.ls(run_dir.path):
+    if run_dir.listdir():
         raise RunExistsError(f"A run with id '{rid}' already exists at {run_dir}.")
     try:
         run_dir.fs.makedirs(run_dir.path, exist_ok=True)
@@ -202,6 +202,8 @@ def create_run_dir(location: Location, meta: RunMeta, fmt: str, version: int) ->
         run_dir.write_bytes(MARKER, json.dumps(marker, indent=1).encode())
     except PermissionError as ex:
         raise PermissionError(f"Cannot write the run to {run_dir}: {ex}") from ex
+    except OSError as ex:
+        raise OSError(f"Cannot write the run to {run_dir}: {ex}") from ex
     return run_dir
 
 

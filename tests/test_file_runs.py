@@ -1,0 +1,253 @@
+"""Behaviour shared by the file backends beyond the conformance suite: reopening, resuming,
+crashes, concurrent readers, lazy loading, listing and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mcbackend as mcb
+from mcbackend.filestore import CorruptRunError, RunNotFoundError
+from mcbackend.meta import Variable
+
+from .conformance import make_meta, random_draws
+from .writer_process import expected_draw
+
+FORMATS = ["zarr", "parquet"]
+
+
+def backend_class(fmt: str):
+    return getattr(mcb, {"zarr": "ZarrBackend", "parquet": "ParquetBackend"}[fmt])
+
+
+@pytest.fixture(params=FORMATS)
+def fmt(request) -> str:
+    if request.param == "parquet":
+        pytest.importorskip("pyarrow")
+    return request.param
+
+
+def start_writer(fmt: str, root: str, rid: str, flush_every: int, options=None):
+    args = [sys.executable, "-m", "tests.writer_process", f"{fmt}+{root}", rid, str(flush_every)]
+    if options:
+        args.append(json.dumps(options))
+    cwd = os.path.dirname(os.path.dirname(__file__))
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+
+
+def wait_for_flushes(proc, n: int, timeout: float = 60) -> int:
+    """Read the writer's progress lines until ``n`` flushes were reported."""
+    deadline = time.monotonic() + timeout
+    last = 0
+    for _ in range(n):
+        line = proc.stdout.readline()
+        if not line or time.monotonic() > deadline:
+            raise AssertionError(f"writer stopped early: {proc.stderr.read()}")
+        last = int(line)
+    return last
+
+
+def check_prefix(chain, n: int, exact: bool = True) -> None:
+    """The first ``n`` draws are the writer's; with ``exact`` there are no more."""
+    if exact:
+        assert len(chain) == n
+    x = chain.get_draws("x", slice(0, n))
+    np.testing.assert_array_equal(x, [expected_draw(i)["x"] for i in range(n)])
+    labels = chain.get_draws("label", slice(0, n))
+    assert [str(v) for v in labels] == [str(i) for i in range(n)]
+
+
+def crash_and_resume(fmt, root, options, flush_every=7):
+    rid = f"crash{np.random.randint(10**9)}"
+    proc = start_writer(fmt, root, rid, flush_every, options)
+    try:
+        reported = wait_for_flushes(proc, 4)
+        time.sleep(np.random.uniform(0, 0.05))  # land somewhere inside a later flush
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    run = mcb.open_run(f"{root}/{rid}", options)
+    (chain,) = run.get_chains()
+    n = len(chain)
+    assert n >= reported and n % flush_every == 0, (n, reported)
+    check_prefix(chain, n)
+    # Resume: the reopened chain appends after its last committed draw.
+    for i in range(n, n + 10):
+        chain.append(expected_draw(i), {"in_warmup": False})
+    run.close()
+    (chain,) = mcb.open_run(f"{root}/{rid}", options).get_chains()
+    check_prefix(chain, n + 10)
+    np.testing.assert_array_equal(chain.get_stats("in_warmup")[:6], [True] * 5 + [False])
+
+
+def test_crash_keeps_flushed_draws_and_resumes(fmt, tmp_path):
+    crash_and_resume(fmt, str(tmp_path), None)
+
+
+@pytest.mark.s3
+def test_crash_on_s3(fmt, s3_bucket, s3_options):
+    crash_and_resume(fmt, s3_bucket, s3_options)
+
+
+def test_reader_in_other_process_sees_committed_prefix(fmt, tmp_path):
+    rid = "live"
+    proc = start_writer(fmt, str(tmp_path), rid, 5)
+    try:
+        wait_for_flushes(proc, 2)
+        run = mcb.open_run(str(tmp_path / rid))
+        (chain,) = run.get_chains()
+        first = len(chain)
+        assert first >= 10 and first % 5 == 0
+        check_prefix(chain, first, exact=False)
+        reported = wait_for_flushes(proc, 3)
+        n = len(chain)  # the same handle sees the writer's progress
+        assert n >= reported > first and n % 5 == 0
+        check_prefix(chain, n, exact=False)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_reopen_reads_back_and_numbering_continues(fmt, tmp_path):
+    backend = backend_class(fmt)(str(tmp_path), flush_every=4, flush_seconds=None)
+    meta = make_meta([Variable("a", "float64", [2])], [Variable("in_warmup", "bool", [])])
+    run = backend.init_run(meta)
+    draws = random_draws(meta.variables, 10)
+    for c in range(2):
+        chain = run.init_chain(c)
+        for d in draws:
+            chain.append(d, {"in_warmup": False})
+    run.close()
+    reopened = backend.get_run(meta.rid)
+    assert bytes(reopened.meta) == bytes(meta)
+    assert [len(c) for c in reopened.get_chains()] == [10, 10]
+    with pytest.raises(ValueError, match="Chain 1 already exists"):
+        reopened.init_chain(1)
+    chain2 = reopened.init_chain(2)
+    chain2.append(draws[0], {"in_warmup": True})
+    reopened.close()
+    again = mcb.open_run(str(tmp_path / meta.rid))
+    assert [c.cmeta.chain_number for c in again.get_chains()] == [0, 1, 2]
+    np.testing.assert_array_equal(again.get_chains()[2].get_draws("a"), [draws[0]["a"]])
+
+
+def test_time_based_flush(fmt, tmp_path):
+    backend = backend_class(fmt)(str(tmp_path), flush_every=1000, flush_seconds=0.2)
+    meta = make_meta([Variable("a", "float64", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    chain.append({"a": 1.0})
+    other = lambda: len(mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0])  # noqa: E731
+    assert other() == 0
+    time.sleep(0.25)
+    chain.append({"a": 2.0})  # the oldest unflushed draw is now older than 0.2 s
+    assert other() == 2
+
+
+def test_get_runs_lists_runs(fmt, tmp_path):
+    backend = backend_class(fmt)(str(tmp_path))
+    assert len(backend.get_runs()) == 0
+    metas = [make_meta([Variable("a", "float64", [])]) for _ in range(2)]
+    for m in metas:
+        backend.init_run(m)
+    (tmp_path / "not-a-run").mkdir()
+    runs = backend.get_runs()
+    assert list(runs.rid) == [m.rid for m in metas]
+    assert runs.created_at.is_monotonic_increasing
+    assert all(isinstance(m, mcb.RunMeta) for m in runs.meta)
+
+
+def test_lazy_inferencedata_reads_only_what_is_accessed(fmt, tmp_path):
+    backend = backend_class(fmt)(str(tmp_path), flush_every=8)
+    meta = make_meta(
+        [Variable("big", "float32", [50]), Variable("small", "float64", [])],
+        [Variable("in_warmup", "bool", [])],
+    )
+    run = backend.init_run(meta)
+    for c in range(2):
+        chain = run.init_chain(c)
+        for i, d in enumerate(random_draws(meta.variables, 40, seed=c)):
+            chain.append(d, {"in_warmup": i < 8})
+    run.close()
+    dt = mcb.open_run(str(tmp_path / meta.rid)).to_inferencedata()
+    big = dt["posterior"]["big"]
+    assert big.chunks is not None, "draws must stay lazy (dask) until accessed"
+    assert big.shape == (2, 32, 50)
+    expected = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[1].get_draws("big")[8:]
+    np.testing.assert_array_equal(big.values[1], expected)
+
+
+@pytest.mark.parametrize("name", ["a/b", "a.b", ".hidden", "__x", "with space", "ünï℃ode", "50%"])
+def test_awkward_variable_names(fmt, tmp_path, name):
+    backend = backend_class(fmt)(str(tmp_path))
+    meta = make_meta([Variable(name, "float64", [2]), Variable("plain", "int8", [])])
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    draws = random_draws(meta.variables, 5)
+    for d in draws:
+        chain.append(d)
+    run.close()
+    (chain,) = mcb.open_run(str(tmp_path / meta.rid)).get_chains()
+    np.testing.assert_array_equal(chain.get_draws(name), [d[name] for d in draws])
+    assert chain.get_draws("plain").dtype == np.int8
+
+
+def test_bad_locations(fmt, tmp_path):
+    cls = backend_class(fmt)
+    with pytest.raises(RunNotFoundError, match="No run at"):
+        mcb.open_run(str(tmp_path / "nothing"))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(RunNotFoundError, match="not an mcbackend run"):
+        mcb.open_run(str(tmp_path / "plain"))
+    with pytest.raises(RunNotFoundError, match="No run at"):
+        cls(str(tmp_path)).get_run("unknown")
+    with pytest.raises(ValueError, match="cannot name a directory"):
+        cls(str(tmp_path)).init_run(mcb.RunMeta(rid="../x", variables=[Variable("a", "float64", [])]))
+
+
+def test_corrupt_or_missing_sidecar(fmt, tmp_path):
+    backend = backend_class(fmt)(str(tmp_path))
+    meta = make_meta([Variable("a", "float64", [])])
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    chain.append({"a": 1.0})
+    run.close()
+    sidecar = tmp_path / meta.rid / "meta.pb"
+    good = sidecar.read_bytes()
+    sidecar.write_bytes(b"\xff\xff garbage")
+    with pytest.raises(CorruptRunError, match="meta.pb is corrupt"):
+        backend.get_run(meta.rid)
+    sidecar.unlink()
+    with pytest.raises(CorruptRunError, match="lacks its metadata sidecar"):
+        backend.get_run(meta.rid)
+    sidecar.write_bytes(good)
+    (tmp_path / meta.rid / "mcbackend.json").write_text("{not json")
+    with pytest.raises(CorruptRunError, match="marker .* is corrupt"):
+        backend.get_run(meta.rid)
+
+
+def test_unwritable_location(fmt, tmp_path):
+    """A root below a regular file cannot hold runs, whoever we are (root included)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    backend = backend_class(fmt)(str(blocker / "runs"))
+    with pytest.raises(OSError, match="Cannot write the run to .*file/runs"):
+        backend.init_run(make_meta([Variable("a", "float64", [])]))
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_directory(fmt, tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="Cannot write the run"):
+            backend_class(fmt)(str(tmp_path)).init_run(make_meta([Variable("a", "float64", [])]))
+    finally:
+        tmp_path.chmod(0o700)
