@@ -17,9 +17,7 @@ from .filestore import Location, RunNotFoundError, read_run_info
 __all__ = ["open_run", "open_backend", "split_run_url"]
 
 
-def open_run(
-    url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
-) -> Run:
+def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **options: Any) -> Run:
     """Open the run at ``url`` (a run directory or a ClickHouse URL), whatever its format.
 
     ``options`` go to the backend (e.g. ``read_only=True`` or ``flush_every``).

@@ -50,4 +50,6 @@ class TestZarrS3(BackendConformance):
         return mcb.ZarrBackend(f"{s3_bucket}/runs", s3_options, flush_every=16, flush_seconds=None)
 
     def reopen(self, backend, run):
-        return mcb.open_run(f"{backend.location.url()}/{run.meta.rid}", backend.location.storage_options)
+        return mcb.open_run(
+            f"{backend.location.url()}/{run.meta.rid}", backend.location.storage_options
+        )

@@ -1,0 +1,86 @@
+"""The small runs stored as golden archives under ``formats/golden/``.
+
+``python formats/golden_runs.py`` writes them once per format version (an existing archive is
+never rewritten). Tests read the committed archives with the current code and compare them
+with ``expected_run()``, so every later version must keep reading every earlier layout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import mcbackend as mcb
+from mcbackend.meta import Coordinate, DataVariable, RunMeta, Variable
+from mcbackend.npproto.utils import ndarray_from_numpy
+
+HERE = Path(__file__).resolve().parent
+GOLDEN = HERE / "golden"
+RID = "golden01"
+N_DRAWS = (13, 11)  # chain lengths; 13 is not a multiple of the flush size 5
+
+
+def golden_meta() -> RunMeta:
+    return RunMeta(
+        rid=RID,
+        variables=[
+            Variable("mu", "float64", []),
+            Variable("theta", "int32", [3], dims=["city"]),
+            Variable("label", "str", []),
+            Variable("ragged", "float32", [-1]),
+            Variable("anydim", "int16", undefined_ndim=True),
+            Variable("a/b c", "uint8", [2, 2], is_deterministic=True),
+        ],
+        sample_stats=[
+            Variable("in_warmup", "bool", []),
+            Variable("energy", "float64", []),
+            Variable("warning", "str", []),
+        ],
+        coordinates=[Coordinate("city", ndarray_from_numpy(np.array(["Bonn", "Köln", "Jülich"])))],
+        data=[
+            DataVariable("y", ndarray_from_numpy(np.array([0.5, 1.5, -2.0])), ["city"], True),
+            DataVariable("x", ndarray_from_numpy(np.arange(6, dtype="int64").reshape(2, 3)), [], False),
+        ],
+        attributes={"sampler": mcb.ExtendedValue(string_value="golden")},
+    )
+
+
+def golden_draw(chain: int, i: int) -> tuple[dict, dict]:
+    """Draw ``i`` of ``chain``: deterministic, so tests can recompute it."""
+    k = 100 * chain + i
+    draw = {
+        "mu": np.float64(k) / 7,
+        "theta": np.array([k, -k, k * k], dtype="int32"),
+        "label": np.array(f"draw-{k}-ä"),
+        "ragged": np.arange(k % 4, dtype="float32") + 0.5,
+        "anydim": np.full((1, 2)[: k % 3], k, dtype="int16"),
+        "a/b c": np.array([[k % 256, 1], [2, 3]], dtype="uint8"),
+    }
+    stats = {"in_warmup": i < 4, "energy": -float(k), "warning": np.array("" if k % 5 else "ok")}
+    return draw, stats
+
+
+def write(backend: mcb.Backend) -> None:
+    run = backend.init_run(golden_meta())
+    for c, n in enumerate(N_DRAWS):
+        chain = run.init_chain(c)
+        for i in range(n):
+            chain.append(*golden_draw(c, i))
+    run.close()
+
+
+def main() -> None:
+    version = {"zarr": mcb.backends_zarr_version(), "parquet": mcb.backends_parquet_version()}
+    for fmt, cls in [("zarr", mcb.ZarrBackend), ("parquet", mcb.ParquetBackend)]:
+        target = GOLDEN / f"{fmt}-v{version[fmt]}"
+        if (target / RID).exists():
+            print(f"{target} exists; golden archives are never rewritten.")
+            continue
+        write(cls(str(target), flush_every=5, flush_seconds=None))
+        print(f"wrote {target / RID}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

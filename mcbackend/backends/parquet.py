@@ -1,0 +1,499 @@
+"""Runs as Parquet files on any fsspec filesystem (layout: ``formats/parquet.md``).
+
+::
+
+    <root>/<rid>/
+        mcbackend.json, meta.pb            marker and RunMeta sidecar (``mcbackend.filestore``)
+        chain_<n>/part-<start>-<stop>.parquet   one immutable file per flush, draws start..stop-1
+
+Every flush writes one new file holding one row group, atomically (a rename on local disk, a
+single PUT on object stores), so a crash never leaves a file readers trip on. The committed
+length of a chain is the end of the unbroken sequence of files from draw 0. Closing a chain
+compacts its files into one multi-row-group file and then deletes the parts it covers;
+readers always pick, from draw 0 on, the file reaching furthest.
+
+Columns: ``draw`` (int64), one per variable (its name), one per stat (``stats/<name>``).
+Scalars are plain columns, fixed shapes nested fixed-size lists, complex numbers a trailing
+fixed-size list of (real, imag), dynamic shapes a list of the flattened values plus a
+``shape/<column>`` list of the draw's shape. The Arrow schema metadata ``mcbackend`` says which.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..core import Backend, Chain, Run
+from ..filestore import (
+    DrawBuffer,
+    Location,
+    RunNotFoundError,
+    auto_flush_every,
+    create_run_dir,
+    list_runs,
+    positions,
+    read_run_info,
+    read_selected,
+    register_for_exit_flush,
+    runs_dataframe,
+)
+from ..meta import ChainMeta, RunMeta, Variable
+from ..validation import VariableSpec
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ParquetBackend", "ParquetChain", "ParquetRun"]
+
+FORMAT = "parquet"
+FORMAT_VERSION = 1
+_PART = re.compile(r"^(part|data)-(\d{12})-(\d{12})\.parquet$")
+
+
+# ---- columns -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one variable or stat maps to Parquet columns."""
+
+    column: str
+    spec: VariableSpec
+    var: Variable
+
+    @property
+    def is_ragged(self) -> bool:
+        return self.spec.undefined_ndim or any(s <= 0 for s in self.spec.shape)
+
+    @property
+    def shape_column(self) -> str:
+        return f"shape/{self.column}"
+
+    def value_type(self) -> pa.DataType:
+        if self.spec.is_str:
+            return pa.string()
+        if self.spec.dtype.kind == "c":
+            part = pa.float32() if self.spec.dtype.itemsize == 8 else pa.float64()
+            return pa.list_(part, 2)
+        return pa.from_numpy_dtype(self.spec.dtype)
+
+    def arrow_type(self) -> pa.DataType:
+        if self.is_ragged:
+            return pa.list_(self.value_type())
+        t = self.value_type()
+        for size in reversed(self.spec.shape):
+            t = pa.list_(t, size)
+        return t
+
+    def describe(self, kind: str) -> dict[str, Any]:
+        return {
+            "name": self.var.name,
+            "kind": kind,
+            "dtype": "str" if self.spec.is_str else self.spec.dtype.name,
+            "shape": list(self.var.shape),
+            "dims": list(self.var.dims),
+            "undefined_ndim": bool(self.var.undefined_ndim),
+        }
+
+    # -- numpy -> arrow
+
+    def to_arrow(self, values: np.ndarray | list[np.ndarray]) -> list[tuple[str, pa.Array]]:
+        if not self.is_ragged:
+            arr = np.asarray(values) if not self.spec.is_str else _str_rows(values, self.spec)
+            return [(self.column, self._nest(arr, len(arr)))]
+        flat = [np.ravel(v) for v in values]
+        sizes = np.array([len(f) for f in flat], dtype=np.int32)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+        data = np.concatenate(flat) if flat else np.empty(0, self.spec.dtype)
+        values_arr = pa.ListArray.from_arrays(pa.array(offsets), self._leaf(data))
+        shapes = [list(np.shape(v)) for v in values]
+        return [
+            (self.column, values_arr),
+            (self.shape_column, pa.array(shapes, pa.list_(pa.int64()))),
+        ]
+
+    def _leaf(self, flat: np.ndarray) -> pa.Array:
+        """A flat numpy array as Arrow values (complex numbers as (real, imag) pairs)."""
+        if self.spec.is_str:
+            return pa.array(np.asarray(flat).astype(object), pa.string())
+        if self.spec.dtype.kind == "c":
+            parts = flat.view(flat.real.dtype).reshape(-1)
+            return pa.FixedSizeListArray.from_arrays(pa.array(parts), 2)
+        return pa.array(flat)
+
+    def _nest(self, arr: np.ndarray, n: int) -> pa.Array:
+        nested = self._leaf(arr.reshape(-1))
+        for size in reversed(self.spec.shape):
+            nested = pa.FixedSizeListArray.from_arrays(nested, size)
+        return nested
+
+    # -- arrow -> numpy
+
+    def from_arrow(self, table: pa.Table) -> np.ndarray:
+        column = table.column(self.column).combine_chunks()
+        n = len(column)
+        if not self.is_ragged:
+            flat = self._flat_values(column, depth=len(self.spec.shape))
+            values = flat.reshape((n, *self.spec.shape))
+            if self.spec.is_str:
+                return _object_rows([values[i, ...] for i in range(n)])
+            return values
+        flat = self._flat_values(column.flatten(), depth=0)
+        shapes = table.column(self.shape_column).to_pylist()
+        offsets = np.asarray(column.offsets) - column.offsets[0].as_py()
+        out = []
+        for i, shape in enumerate(shapes):
+            out.append(flat[offsets[i] : offsets[i + 1]].reshape(tuple(shape)))
+        return _object_rows(out)
+
+    def _flat_values(self, arr: pa.Array, depth: int) -> np.ndarray:
+        for _ in range(depth):
+            arr = arr.flatten()
+        if self.spec.is_str:
+            return np.asarray(arr.to_pylist(), dtype=str) if len(arr) else np.empty(0, str)
+        if self.spec.dtype.kind == "c":
+            parts = arr.flatten().to_numpy(zero_copy_only=False)
+            return parts.view(self.spec.dtype).copy()
+        return arr.to_numpy(zero_copy_only=False).astype(self.spec.dtype, copy=False)
+
+
+def _str_rows(values, spec: VariableSpec) -> np.ndarray:
+    return np.array([np.asarray(v) for v in values]).reshape((len(values), *spec.shape))
+
+
+def _object_rows(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
+    """Column mapping of variables (``False``) and stats (``True``), by name."""
+    return {
+        False: {
+            v.name: ColumnSpec(v.name, VariableSpec.from_variable(v), v) for v in meta.variables
+        },
+        True: {
+            v.name: ColumnSpec(f"stats/{v.name}", VariableSpec.from_variable(v), v)
+            for v in meta.sample_stats
+        },
+    }
+
+
+def arrow_schema(meta: RunMeta, chain_number: int) -> pa.Schema:
+    columns = column_specs(meta)
+    fields = [pa.field("draw", pa.int64(), nullable=False)]
+    described = {}
+    for is_stat, specs in columns.items():
+        for c in specs.values():
+            dims = json.dumps(c.describe("stat" if is_stat else "draw")).encode()
+            fields.append(pa.field(c.column, c.arrow_type(), metadata={b"mcbackend": dims}))
+            described[c.column] = c.describe("stat" if is_stat else "draw")
+            if c.is_ragged:
+                fields.append(pa.field(c.shape_column, pa.list_(pa.int64())))
+    names = [f.name for f in fields]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"Variable names {sorted(duplicates)} collide with Parquet column names.")
+    info = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rid": meta.rid,
+        "chain_number": chain_number,
+        "columns": described,
+    }
+    return pa.schema(fields, metadata={b"mcbackend": json.dumps(info).encode()})
+
+
+# ---- files of a chain ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    start: int
+    stop: int
+
+
+def covering_parts(names: list[str]) -> list[Part]:
+    """From draw 0 on, the files that reach furthest; stops at the first gap."""
+    parts = []
+    for name in names:
+        m = _PART.match(name)
+        if m:
+            parts.append(Part(name, int(m.group(2)), int(m.group(3))))
+    chosen, position = [], 0
+    while True:
+        candidates = [p for p in parts if p.start == position and p.stop > position]
+        if not candidates:
+            return chosen
+        best = max(candidates, key=lambda p: p.stop)
+        chosen.append(best)
+        position = best.stop
+
+
+def part_name(start: int, stop: int, prefix: str = "part") -> str:
+    return f"{prefix}-{start:012d}-{stop:012d}.parquet"
+
+
+class ParquetChain(Chain):
+    """A chain stored as Parquet files; appends are buffered, each flush is one new file."""
+
+    def __init__(self, cmeta: ChainMeta, run: ParquetRun) -> None:
+        super().__init__(cmeta, run.meta)
+        self._run = run
+        self._dir = run.location.child(f"chain_{cmeta.chain_number}")
+        self._columns = column_specs(run.meta)
+        self._schema = arrow_schema(run.meta, cmeta.chain_number)
+        self._buffer = DrawBuffer(
+            self._variable_specs.values(),
+            self._stat_specs.values(),
+            flush_every=run.flush_every,
+            flush_seconds=run.flush_seconds,
+        )
+        self._parts: list[Part] = []
+        self._writing = False
+        self._refresh()
+        register_for_exit_flush(self)
+
+    @property
+    def _committed(self) -> int:
+        return self._parts[-1].stop if self._parts else 0
+
+    def _refresh(self) -> None:
+        self._parts = covering_parts(self._dir.listdir())
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def _append(self, draw, stats) -> None:
+        if not self._writing:
+            if self._run.read_only:
+                raise PermissionError(f"Chain {self.cid} was opened read-only.")
+            self._refresh()
+            self._writing = True
+        self._buffer.append(draw, stats)
+        if self._buffer.due(self._committed):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered draws as one new Parquet file (one row group)."""
+        n = len(self._buffer)
+        if not n:
+            return
+        start = self._committed
+        table = self._table(start, n)
+        name = part_name(start, start + n)
+        self._dir.write_many({name: _parquet_bytes([table], self._run.compression)})
+        self._parts.append(Part(name, start, start + n))
+        self._buffer.reset()
+
+    def _table(self, start: int, n: int) -> pa.Table:
+        arrays: dict[str, pa.Array] = {"draw": pa.array(np.arange(start, start + n), pa.int64())}
+        for is_stat, columns in self._columns.items():
+            buffered = self._buffer.columns(is_stat).columns
+            for name, c in columns.items():
+                arrays.update(c.to_arrow(buffered[name][:n]))
+        return pa.Table.from_pydict(arrays, schema=self._schema)
+
+    def close(self) -> None:
+        """Flush, then compact the chain into one file with one row group per flush."""
+        self.flush()
+        if self._run.compact and len(self._parts) > 1 and not self._run.read_only:
+            self._compact()
+
+    def _compact(self) -> None:
+        parts = list(self._parts)
+        tables = [self._read_part(p) for p in parts]
+        name = part_name(0, parts[-1].stop, prefix="data")
+        self._dir.write_many({name: _parquet_bytes(tables, self._run.compression)})
+        self._parts = [Part(name, 0, parts[-1].stop)]
+        obsolete = [self._dir.file(p.name) for p in parts if p.name != name]
+        self._dir.fs.rm(obsolete)
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        if not self._writing:
+            self._refresh()
+        return self._committed + len(self._buffer)
+
+    def _read_part(self, part: Part, columns: list[str] | None = None) -> pa.Table:
+        with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
+            return pq.ParquetFile(f).read(columns=columns)
+
+    def _read_stored(self, c: ColumnSpec, lo: int, hi: int) -> pa.Table:
+        """Rows ``lo:hi`` of column ``c``, reading only the row groups that hold them."""
+        columns = [c.column, c.shape_column] if c.is_ragged else [c.column]
+        tables = []
+        for part in self._parts:
+            if part.stop <= lo or part.start >= hi:
+                continue
+            with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
+                pf = pq.ParquetFile(f)
+                groups, first, offset = [], None, part.start
+                for g in range(pf.num_row_groups):
+                    rows = pf.metadata.row_group(g).num_rows
+                    if offset < hi and offset + rows > lo:
+                        groups.append(g)
+                        first = offset if first is None else first
+                    offset += rows
+                table = pf.read_row_groups(groups, columns=columns)
+            tables.append(table.slice(max(lo - first, 0), hi - max(lo, first)))
+        if not tables:
+            return pa.table({col: pa.array([], self._schema.field(col).type) for col in columns})
+        return pa.concat_tables(tables)
+
+    def _get_values(self, spec, slc, *, is_stat):
+        c = self._columns[is_stat][spec.name]
+        buffered = self._buffer.columns(is_stat)
+        idx = positions(slc, len(self))
+        stored = lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi))  # noqa: E731
+        unflushed = lambda s: buffered.get(spec.name, s)  # noqa: E731
+        return read_selected(idx, self._committed, stored, unflushed)
+
+    def _lazy_values(self, spec, length, *, is_stat):
+        if not spec.is_rigid or length > self._committed:
+            return self._get_values(spec, slice(0, length), is_stat=is_stat)
+        import dask
+        import dask.array as da
+
+        c = self._columns[is_stat][spec.name]
+        blocks = []
+        for part in self._parts:
+            lo, hi = part.start, min(part.stop, length)
+            if hi <= lo:
+                continue
+            read = dask.delayed(lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi)))
+            blocks.append(da.from_delayed(read(lo, hi), (hi - lo, *spec.shape), spec.dtype))
+        if not blocks:
+            return np.empty((0, *spec.shape), spec.dtype)
+        return da.concatenate(blocks)
+
+
+def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, tables[0].schema, compression=compression or "none") as writer:
+        for table in tables:
+            writer.write_table(table, row_group_size=max(len(table), 1))
+    return sink.getvalue()
+
+
+class ParquetRun(Run):
+    """A run stored as Parquet files under ``<root>/<rid>``."""
+
+    def __init__(
+        self,
+        meta: RunMeta,
+        location: Location,
+        *,
+        flush_every: int | None = None,
+        flush_seconds: float | None = 10.0,
+        compression: str | None = "zstd",
+        compact: bool = True,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(meta)
+        arrow_schema(meta, 0)  # refuse colliding column names early
+        self.location = location
+        self.flush_every = flush_every or auto_flush_every(meta)
+        self.flush_seconds = flush_seconds
+        self.compression = compression
+        self.compact = compact
+        self.read_only = read_only
+        self._chains: dict[int, ParquetChain] = {}
+
+    @property
+    def url(self) -> str:
+        return self.location.url()
+
+    def _init_chain(self, chain_number: int) -> ParquetChain:
+        if self.read_only:
+            raise PermissionError(f"Run {self.meta.rid} was opened read-only.")
+        self.location.fs.makedirs(self.location.file(f"chain_{chain_number}"), exist_ok=True)
+        self.location.write_many({f"chain_{chain_number}/.chain": b""})
+        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
+        self._chains[chain_number] = ParquetChain(cmeta, self)
+        return self._chains[chain_number]
+
+    def get_chains(self) -> list[ParquetChain]:
+        for name in self.location.listdir():
+            number = name.removeprefix("chain_")
+            if number.isdigit() and int(number) not in self._chains:
+                cmeta = ChainMeta(rid=self.meta.rid, chain_number=int(number))
+                self._chains[int(number)] = ParquetChain(cmeta, self)
+        return [self._chains[n] for n in sorted(self._chains)]
+
+
+class ParquetBackend(Backend):
+    """Stores each run as Parquet files under ``<url_or_path>/<rid>`` on any fsspec filesystem.
+
+    Parameters
+    ----------
+    url_or_path, storage_options
+        Root directory (local path or fsspec URL) and fsspec options.
+    flush_every, flush_seconds
+        Flush (write one file) when the chain length reaches a multiple of ``flush_every``
+        (default: about 4 MiB of draws), or at the first append ``flush_seconds`` after the
+        oldest unflushed draw.
+    compression
+        Parquet compression codec (``"zstd"``, ``"snappy"``, ``None``...).
+    compact
+        Merge a chain's files into one when it closes.
+    read_only
+        Open runs for reading only.
+    """
+
+    def __init__(
+        self,
+        url_or_path: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        flush_every: int | None = None,
+        flush_seconds: float | None = 10.0,
+        compression: str | None = "zstd",
+        compact: bool = True,
+        read_only: bool = False,
+    ) -> None:
+        self.location = Location.from_url(url_or_path, storage_options)
+        self._run_options = dict(
+            flush_every=flush_every,
+            flush_seconds=flush_seconds,
+            compression=compression,
+            compact=compact,
+            read_only=read_only,
+        )
+
+    def _init_run(self, meta: RunMeta) -> ParquetRun:
+        if self._run_options["read_only"]:
+            raise PermissionError(f"{self.location} was opened read-only.")
+        arrow_schema(meta, 0)
+        run_dir = create_run_dir(self.location, meta, FORMAT, FORMAT_VERSION)
+        return ParquetRun(meta, run_dir, **self._run_options)
+
+    def get_run(self, rid: str) -> ParquetRun:
+        return open_parquet_run(self.location.child(rid), **self._run_options)
+
+    def get_runs(self):
+        """A DataFrame of the runs under the root: rid, created_at, format, meta."""
+        return runs_dataframe(i for i in list_runs(self.location) if i.format == FORMAT)
+
+    def __repr__(self) -> str:
+        return f"ParquetBackend({self.location.url()!r})"
+
+
+def open_parquet_run(run_dir: Location, **options) -> ParquetRun:
+    info = read_run_info(run_dir)
+    if info.format != FORMAT:
+        raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a Parquet run.")
+    if info.format_version > FORMAT_VERSION:
+        raise ValueError(
+            f"{run_dir} uses Parquet layout v{info.format_version}; this mcbackend reads up "
+            f"to v{FORMAT_VERSION}. Upgrade mcbackend."
+        )
+    return ParquetRun(info.meta, run_dir, **options)

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+
+import mcbackend as mcb  # noqa: E402
+from mcbackend.meta import Variable  # noqa: E402
+
+from .conformance import BackendConformance, make_meta, random_draws  # noqa: E402
+
+
+class TestParquetLocal(BackendConformance):
+    many_draws = 300
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return mcb.ParquetBackend(str(tmp_path / "runs"), flush_every=8, flush_seconds=None)
+
+    def reopen(self, backend, run):
+        return mcb.ParquetBackend(str(backend.location.path)).get_run(run.meta.rid)
+
+
+class TestParquetCompacted(TestParquetLocal):
+    """Reads from the compacted file written when a chain closes."""
+
+    def finish(self, run):
+        run.close()
+
+
+class TestParquetMemoryUnflushed(BackendConformance):
+    many_draws = 300
+
+    @pytest.fixture
+    def backend(self):
+        url = f"memory://parquet-{np.random.randint(10**9)}"
+        return mcb.ParquetBackend(url, flush_every=5, flush_seconds=None)
+
+    def finish(self, run):
+        pass
+
+
+@pytest.mark.s3
+class TestParquetS3(BackendConformance):
+    many_draws = 100
+
+    @pytest.fixture
+    def backend(self, s3_bucket, s3_options):
+        return mcb.ParquetBackend(
+            f"{s3_bucket}/runs", s3_options, flush_every=16, flush_seconds=None
+        )
+
+    def reopen(self, backend, run):
+        url = f"{backend.location.url()}/{run.meta.rid}"
+        return mcb.open_run(url, backend.location.storage_options)
+
+
+def _sample_run(tmp_path, close=True):
+    backend = mcb.ParquetBackend(str(tmp_path), flush_every=4)
+    meta = make_meta(
+        [Variable("mu", "float64", []), Variable("theta", "float32", [2, 3], dims=["a", "b"])],
+        [Variable("in_warmup", "bool", [])],
+    )
+    run = backend.init_run(meta)
+    draws = random_draws(meta.variables, 10)
+    chain = run.init_chain(0)
+    for d in draws:
+        chain.append(d, {"in_warmup": False})
+    if close:
+        run.close()
+    else:
+        run.flush()
+    return meta, draws
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_pyarrow_dataset_reads_chain_without_mcbackend(tmp_path, close):
+    import pyarrow.dataset as ds
+
+    meta, draws = _sample_run(tmp_path, close)
+    table = ds.dataset(str(tmp_path / meta.rid / "chain_0"), format="parquet").to_table()
+    table = table.sort_by("draw")
+    assert table.column("draw").to_pylist() == list(range(10))
+    np.testing.assert_array_equal(table.column("mu").to_numpy(), [d["mu"] for d in draws])
+    theta = np.array(table.column("theta").to_pylist(), dtype="float32")
+    np.testing.assert_array_equal(theta, [d["theta"] for d in draws])
+    assert b"mcbackend" in table.schema.metadata
+
+
+def test_duckdb_reads_chain_without_mcbackend(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    meta, draws = _sample_run(tmp_path)
+    path = str(tmp_path / meta.rid / "chain_0" / "*.parquet")
+    rows = duckdb.sql(
+        f"SELECT draw, mu, theta FROM read_parquet('{path}') ORDER BY draw"
+    ).fetchall()
+    assert [r[0] for r in rows] == list(range(10))
+    np.testing.assert_allclose([r[1] for r in rows], [d["mu"] for d in draws])
+    np.testing.assert_allclose(
+        np.array([r[2] for r in rows], dtype="float32"), [d["theta"] for d in draws]
+    )
+
+
+def test_pandas_reads_compacted_chain(tmp_path):
+    import pandas as pd
+
+    meta, draws = _sample_run(tmp_path)
+    files = list((tmp_path / meta.rid / "chain_0").glob("*.parquet"))
+    assert len(files) == 1, "closing compacts the chain into one file"
+    df = pd.read_parquet(files[0])
+    np.testing.assert_array_equal(df["mu"], [d["mu"] for d in draws])
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(files[0]).num_row_groups == 3  # one per flush: 4 + 4 + 2 draws
+
+
+def test_reading_one_variable_reads_only_its_column(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    meta, _ = _sample_run(tmp_path)
+    chain = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0]
+    requested = []
+    original = pq.ParquetFile.read_row_groups
+
+    def spy(self, row_groups, columns=None, **kwargs):
+        requested.append(columns)
+        return original(self, row_groups, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    chain.get_draws("mu", slice(5, 7))
+    assert requested == [["mu"]]
