@@ -377,11 +377,21 @@ class ParquetChain(Chain):
 
 
 def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
+    """One Parquet file, one row group per table. Dictionaries only for strings, statistics
+    only for flat columns: both cost much and gain nothing on lists of floats."""
+    schema = tables[0].schema
+    flat = [f.name for f in schema if not pa.types.is_list(f.type) and not _is_fixed_list(f)]
+    strings = [f.name for f in schema if f.type == pa.string()]
+    options = dict(compression=compression or "none", use_dictionary=strings, write_statistics=flat)
     sink = io.BytesIO()
-    with pq.ParquetWriter(sink, tables[0].schema, compression=compression or "none") as writer:
+    with pq.ParquetWriter(sink, schema, **options) as writer:
         for table in tables:
             writer.write_table(table, row_group_size=max(len(table), 1))
     return sink.getvalue()
+
+
+def _is_fixed_list(f: pa.Field) -> bool:
+    return pa.types.is_fixed_size_list(f.type)
 
 
 class ParquetRun(Run):
