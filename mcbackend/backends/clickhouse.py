@@ -1,0 +1,413 @@
+"""Runs in a ClickHouse database, through clickhouse-driver's native protocol.
+
+Tables::
+
+    runs    (created_at, rid String, proto String)         one row per run, RunMeta base64
+    chains  (rid String, chain_number UInt32, table_name String)
+    `<rid>_chain_<n>`  (_draw_idx UInt64, <variable>..., __stat_<stat>..., __shape_<col>...)
+
+Scalars are plain columns, arrays are flattened into ``Array(T)`` (complex numbers as
+(real, imag) pairs), and dynamic shapes add an ``Array(UInt64)`` shape column. Column types
+are picked by server version: ``Bool`` and ``DateTime64`` on servers that have them,
+``UInt8`` and ``DateTime`` on older ones (e.g. 18.16). Identifiers are always quoted and
+values always passed as query parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core import Backend, Chain, Run, RunExistsError
+from ..filestore import positions
+from ..meta import ChainMeta, RunMeta
+from ..validation import VariableSpec
+
+__all__ = ["ClickHouseBackend", "ClickHouseChain", "ClickHouseRun", "quote_identifier"]
+
+_log = logging.getLogger(__name__)
+
+_INT_TYPES = {
+    "int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64",
+    "uint8": "UInt8", "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
+    "float16": "Float32", "float32": "Float32", "float64": "Float64",
+    "complex64": "Float32", "complex128": "Float64",
+}  # fmt: skip
+
+
+def quote_identifier(name: str) -> str:
+    """A ClickHouse identifier in backticks, backslash-escaped; control characters refused."""
+    if not name or any(ord(ch) < 32 for ch in name) or len(name) > 200:
+        raise ValueError(
+            f"{name!r} cannot be a ClickHouse identifier (empty, too long or control characters)."
+        )
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+@dataclass(frozen=True)
+class ServerTypes:
+    """Column types that depend on the server version."""
+
+    version: tuple[int, ...]
+
+    @property
+    def modern(self) -> bool:
+        return self.version >= (21, 12)
+
+    @property
+    def bool(self) -> str:
+        return "Bool" if self.modern else "UInt8"
+
+    @property
+    def timestamp(self) -> str:
+        return "DateTime64(6, 'UTC')" if self.modern else "DateTime"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one variable or stat maps to columns of a chain table."""
+
+    column: str
+    spec: VariableSpec
+
+    @property
+    def is_scalar(self) -> bool:
+        return (
+            self.spec.shape == () and not self.spec.undefined_ndim and self.spec.dtype.kind != "c"
+        )
+
+    @property
+    def is_ragged(self) -> bool:
+        return self.spec.undefined_ndim or any(s <= 0 for s in self.spec.shape)
+
+    @property
+    def shape_column(self) -> str:
+        return f"__shape_{self.column}"
+
+    def element_type(self, types: ServerTypes) -> str:
+        if self.spec.is_str:
+            return "String"
+        if self.spec.dtype.kind == "b":
+            return types.bool
+        return _INT_TYPES[self.spec.dtype.name]
+
+    @property
+    def names(self) -> list[str]:
+        return (
+            [self.column, self.shape_column]
+            if self.is_ragged and not self.is_scalar
+            else [self.column]
+        )
+
+    def columns(self, types: ServerTypes) -> list[tuple[str, str]]:
+        t = self.element_type(types)
+        if self.is_scalar:
+            return [(self.column, t)]
+        cols = [(self.column, f"Array({t})")]
+        if self.is_ragged:
+            cols.append((self.shape_column, "Array(UInt64)"))
+        return cols
+
+    # -- numpy -> insert values
+
+    def to_values(self, values) -> list[list]:
+        if self.is_scalar:
+            return [_scalar_list(np.asarray(values), self.spec)]
+        flat = [self._flat(np.asarray(v)) for v in values]
+        if self.is_ragged:
+            return [flat, [list(np.shape(v)) for v in values]]
+        return [flat]
+
+    def _flat(self, v: np.ndarray) -> list:
+        if self.spec.dtype.kind == "c":
+            v = np.ascontiguousarray(v).view(v.real.dtype)
+        return _scalar_list(v.reshape(-1), self.spec)
+
+    # -- query result -> numpy
+
+    def from_values(self, columns: Mapping[str, list], n: int) -> np.ndarray:
+        raw = columns[self.column]
+        if self.is_scalar:
+            if self.spec.is_str:
+                return _object_rows([np.array(v) for v in raw])
+            return np.array(raw, dtype=self.spec.dtype).reshape(n)
+        shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
+        out = []
+        for flat, shape in zip(raw, shapes):
+            arr = np.array(flat, dtype=self._storage_dtype())
+            if self.spec.dtype.kind == "c":
+                arr = arr.view(self.spec.dtype)
+            out.append(arr.reshape(tuple(int(s) for s in shape)))
+        if self.spec.is_rigid:
+            return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
+        return _object_rows(out)
+
+    def _storage_dtype(self) -> np.dtype | type:
+        if self.spec.is_str:
+            return str
+        if self.spec.dtype.kind == "c":
+            return self.spec.dtype.type(0).real.dtype
+        return self.spec.dtype
+
+
+def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
+    if spec.dtype.kind == "f" and spec.dtype.itemsize == 2:
+        v = v.astype("float32")
+    if spec.dtype.kind == "b":
+        v = v.astype("uint8")
+    return v.tolist()
+
+
+def _object_rows(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
+    specs = {
+        False: {v.name: ColumnSpec(v.name, VariableSpec.from_variable(v)) for v in meta.variables},
+        True: {
+            v.name: ColumnSpec(f"__stat_{v.name}", VariableSpec.from_variable(v))
+            for v in meta.sample_stats
+        },
+    }
+    names = ["_draw_idx"]
+    for group in specs.values():
+        for c in group.values():
+            names += [c.column, c.shape_column]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Names {duplicates} collide with ClickHouse column names.")
+    return specs
+
+
+# ---- chains and runs -----------------------------------------------------------------------
+
+
+class ClickHouseChain(Chain):
+    """A chain stored in its own table; inserts are batched by count and time."""
+
+    def __init__(
+        self,
+        cmeta: ChainMeta,
+        rmeta: RunMeta,
+        *,
+        client,
+        table: str,
+        insert_every: int,
+        insert_interval: float,
+    ) -> None:
+        super().__init__(cmeta, rmeta)
+        self._client = client
+        self._table = quote_identifier(table)
+        self._columns = column_specs(rmeta)
+        self._insert_every = insert_every
+        self._insert_interval = insert_interval
+        self._pending: list[tuple[dict, dict]] = []
+        self._last_insert = time.monotonic()
+        self._committed = self._count()
+
+    def _count(self) -> int:
+        return int(self._client.execute(f"SELECT count() FROM {self._table}")[0][0])
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def _append(self, draw, stats) -> None:
+        self._pending.append((draw, stats))
+        due_by_time = time.monotonic() - self._last_insert >= self._insert_interval
+        if len(self._pending) >= self._insert_every or due_by_time:
+            self.flush()
+
+    def flush(self) -> None:
+        """Insert the pending draws in one INSERT."""
+        if not self._pending:
+            return
+        n = len(self._pending)
+        names = ["_draw_idx"]
+        values: list[list] = [list(range(self._committed, self._committed + n))]
+        for is_stat, columns in self._columns.items():
+            for name, c in columns.items():
+                batch = [(s if is_stat else d)[name] for d, s in self._pending]
+                names += c.names
+                values += c.to_values(batch)
+        quoted = ", ".join(quote_identifier(n) for n in names)
+        self._client.execute(f"INSERT INTO {self._table} ({quoted}) VALUES", values, columnar=True)
+        self._committed += n
+        self._pending.clear()
+        self._last_insert = time.monotonic()
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        if not self._pending:
+            self._committed = self._count()
+        return self._committed + len(self._pending)
+
+    def _read(self, c: ColumnSpec, lo: int, hi: int) -> np.ndarray:
+        names = c.names
+        quoted = ", ".join(quote_identifier(n) for n in names)
+        rows = self._client.execute(
+            f"SELECT {quoted} FROM {self._table} "
+            "WHERE _draw_idx >= %(lo)s AND _draw_idx < %(hi)s ORDER BY _draw_idx",
+            {"lo": lo, "hi": hi},
+            columnar=True,
+        )
+        columns = dict(zip(names, rows)) if rows else {n: [] for n in names}
+        return c.from_values(columns, hi - lo)
+
+    def _get_values(self, spec, slc, *, is_stat):
+        self.flush()
+        c = self._columns[is_stat][spec.name]
+        idx = positions(slc, len(self))
+        lo, hi = (int(idx.min()), int(idx.max()) + 1) if len(idx) else (0, 0)
+        return self._read(c, lo, hi)[idx - lo]
+
+    def close(self) -> None:
+        self.flush()
+
+
+class ClickHouseRun(Run):
+    def __init__(self, meta: RunMeta, backend: ClickHouseBackend, created_at=None) -> None:
+        super().__init__(meta)
+        self._backend = backend
+        self.created_at = created_at
+        self._chains: dict[int, ClickHouseChain] = {}
+
+    def _init_chain(self, chain_number: int) -> ClickHouseChain:
+        b = self._backend
+        table = f"{self.meta.rid}_chain_{chain_number}"
+        columns = [("_draw_idx", "UInt64")]
+        for group in column_specs(self.meta).values():
+            for c in group.values():
+                columns += c.columns(b.types)
+        definition = ", ".join(f"{quote_identifier(n)} {t}" for n, t in columns)
+        b.client.execute(
+            f"CREATE TABLE {quote_identifier(table)} ({definition}) "
+            "ENGINE = MergeTree() ORDER BY _draw_idx"
+        )
+        b.client.execute(
+            "INSERT INTO chains (rid, chain_number, table_name) VALUES",
+            [{"rid": self.meta.rid, "chain_number": chain_number, "table_name": table}],
+        )
+        return self._chain(chain_number, table)
+
+    def _chain(self, chain_number: int, table: str) -> ClickHouseChain:
+        if chain_number not in self._chains:
+            b = self._backend
+            self._chains[chain_number] = ClickHouseChain(
+                ChainMeta(rid=self.meta.rid, chain_number=chain_number),
+                self.meta,
+                client=b.client_fn() if b.client_fn else b.client,
+                table=table,
+                insert_every=b.insert_every,
+                insert_interval=b.insert_interval,
+            )
+        return self._chains[chain_number]
+
+    def get_chains(self) -> list[ClickHouseChain]:
+        rows = self._backend.client.execute(
+            "SELECT chain_number, table_name FROM chains WHERE rid = %(rid)s ORDER BY chain_number",
+            {"rid": self.meta.rid},
+        )
+        for number, table in rows:
+            self._chain(int(number), table)
+        return [self._chains[n] for n in sorted(self._chains)]
+
+
+class ClickHouseBackend(Backend):
+    """Stores runs in ClickHouse.
+
+    Parameters
+    ----------
+    client
+        A ``clickhouse_driver.Client`` used for metadata (and chains, without ``client_fn``).
+    client_fn
+        A callable returning a new client; each chain then gets its own client.
+    insert_every, insert_interval
+        Insert a chain's pending draws when there are this many, or when this many seconds
+        passed since its last insert. Pending draws are also inserted before any read and on
+        ``flush()``/``close()``.
+    """
+
+    def __init__(
+        self,
+        client=None,
+        client_fn: Callable[[], Any] | None = None,
+        *,
+        insert_every: int = 100,
+        insert_interval: float = 1.0,
+    ) -> None:
+        if client is None and client_fn is None:
+            raise ValueError("Pass a clickhouse_driver.Client (client=) or a factory (client_fn=).")
+        self.client = client if client is not None else client_fn()
+        self.client_fn = client_fn
+        self.insert_every = insert_every
+        self.insert_interval = insert_interval
+        version = self.client.execute("SELECT version()")[0][0]
+        self.types = ServerTypes(tuple(int(p) for p in version.split(".")[:2]))
+        self._ensure_tables()
+
+    @classmethod
+    def from_url(cls, *, host: str, port: int, database: str, user: str, password: str):
+        import clickhouse_driver
+
+        def connect():
+            return clickhouse_driver.Client(
+                host=host, port=port, database=database, user=user, password=password
+            )
+
+        return cls(client_fn=connect)
+
+    def _ensure_tables(self) -> None:
+        self.client.execute(
+            f"CREATE TABLE IF NOT EXISTS runs (created_at {self.types.timestamp}, "
+            "rid String, proto String) ENGINE = MergeTree() ORDER BY rid"
+        )
+        self.client.execute(
+            "CREATE TABLE IF NOT EXISTS chains (rid String, chain_number UInt32, "
+            "table_name String) ENGINE = MergeTree() ORDER BY (rid, chain_number)"
+        )
+
+    def _init_run(self, meta: RunMeta) -> ClickHouseRun:
+        column_specs(meta)
+        quote_identifier(f"{meta.rid}_chain_0")
+        exists = self.client.execute(
+            "SELECT count() FROM runs WHERE rid = %(rid)s", {"rid": meta.rid}
+        )[0][0]
+        if exists:
+            raise RunExistsError(f"A run with id '{meta.rid}' already exists in ClickHouse.")
+        created_at = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        proto = base64.b64encode(bytes(meta)).decode("ascii")
+        self.client.execute(
+            "INSERT INTO runs (created_at, rid, proto) VALUES",
+            [{"created_at": created_at, "rid": meta.rid, "proto": proto}],
+        )
+        return ClickHouseRun(meta, self, created_at)
+
+    def get_runs(self):
+        """A DataFrame of all runs: created_at, rid, meta."""
+        import pandas as pd
+
+        rows = self.client.execute("SELECT created_at, rid, proto FROM runs ORDER BY created_at")
+        return pd.DataFrame(
+            [(c, r, RunMeta.parse(base64.b64decode(p))) for c, r, p in rows],
+            columns=["created_at", "rid", "meta"],
+        )
+
+    def get_run(self, rid: str) -> ClickHouseRun:
+        rows = self.client.execute(
+            "SELECT created_at, proto FROM runs WHERE rid = %(rid)s", {"rid": rid}
+        )
+        if not rows:
+            raise KeyError(f"No run with id '{rid}' in ClickHouse.")
+        created_at, proto = rows[0]
+        return ClickHouseRun(RunMeta.parse(base64.b64decode(proto)), self, created_at)

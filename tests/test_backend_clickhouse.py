@@ -1,0 +1,166 @@
+"""ClickHouse backend against a real server on 127.0.0.1:9000 (started by scripts/clickhouse.sh).
+
+Skipped with the reason when no server answers, unless MCB_REQUIRE_CLICKHOUSE=1 (set by CI),
+which turns a missing server into a failure.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+clickhouse_driver = pytest.importorskip("clickhouse_driver")
+
+import mcbackend as mcb  # noqa: E402
+from mcbackend.backends.clickhouse import quote_identifier  # noqa: E402
+from mcbackend.meta import RunMeta, Variable  # noqa: E402
+
+from .conformance import BackendConformance, make_meta, random_draws  # noqa: E402
+
+HOST = os.environ.get("MCB_CLICKHOUSE_HOST", "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def database():
+    try:
+        client = clickhouse_driver.Client(HOST, connect_timeout=3)
+        client.execute("SELECT 1")
+    except Exception as ex:
+        if os.environ.get("MCB_REQUIRE_CLICKHOUSE"):
+            pytest.fail(f"MCB_REQUIRE_CLICKHOUSE is set but no ClickHouse server answers: {ex}")
+        pytest.skip(f"No ClickHouse server on {HOST}:9000 ({ex}); run scripts/clickhouse.sh")
+    name = f"mcb_test_{uuid.uuid4().hex[:10]}"
+    client.execute(f"CREATE DATABASE {name}")
+    yield name
+    client.execute(f"DROP DATABASE {name}")
+
+
+def connect(database):
+    return clickhouse_driver.Client(HOST, database=database)
+
+
+@pytest.mark.clickhouse
+class TestClickHouse(BackendConformance):
+    many_draws = 300
+
+    @pytest.fixture
+    def backend(self, database):
+        return mcb.ClickHouseBackend(connect(database), insert_every=8)
+
+    def reopen(self, backend, run):
+        database = backend.client.connection.database
+        return mcb.ClickHouseBackend(client_fn=lambda: connect(database)).get_run(run.meta.rid)
+
+
+@pytest.mark.clickhouse
+class TestClickHouseUnflushed(BackendConformance):
+    """Pending inserts are flushed before any read."""
+
+    many_draws = 50
+
+    @pytest.fixture
+    def backend(self, database):
+        return mcb.ClickHouseBackend(
+            client_fn=lambda: connect(database), insert_every=10**6, insert_interval=10**6
+        )
+
+    def finish(self, run):
+        pass
+
+
+NASTY = [
+    "q'uote",
+    'dq"uote',
+    "back`tick",
+    "semi;colon",
+    "dash--comment",
+    "x'); DROP TABLE runs; --",
+    "back\\slash",
+    "spa ce ü",
+]
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("nasty", NASTY)
+def test_hostile_names_are_quoted_not_executed(database, nasty):
+    client = connect(database)
+    backend = mcb.ClickHouseBackend(client)
+    meta = RunMeta(
+        rid=f"{nasty}{uuid.uuid4().hex[:6]}",
+        variables=[Variable(nasty, "float64", [2]), Variable("plain", "int8", [])],
+        sample_stats=[Variable(nasty, "bool", [])],
+    )
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    draws = random_draws(meta.variables, 5)
+    for d in draws:
+        chain.append(d, {nasty: True})
+    chain.flush()
+    reopened = mcb.ClickHouseBackend(connect(database)).get_run(meta.rid)
+    (chain,) = reopened.get_chains()
+    np.testing.assert_array_equal(chain.get_draws(nasty), [d[nasty] for d in draws])
+    assert chain.get_stats(nasty).all()
+    tables = {t for (t,) in client.execute("SHOW TABLES")}
+    assert {"runs", "chains", f"{meta.rid}_chain_0"} <= tables
+
+
+def test_quote_identifier_refuses_control_characters():
+    with pytest.raises(ValueError, match="cannot be a ClickHouse identifier"):
+        quote_identifier("a\nb")
+    assert quote_identifier("a`b") == "`a\\`b`"
+
+
+@pytest.mark.clickhouse
+def test_get_runs_and_unknown_run(database):
+    backend = mcb.ClickHouseBackend(connect(database))
+    meta = make_meta([Variable("a", "float64", [])])
+    backend.init_run(meta)
+    runs = backend.get_runs()
+    assert meta.rid in list(runs.rid)
+    assert bytes(runs.set_index("rid").loc[meta.rid, "meta"]) == bytes(meta)
+    with pytest.raises(KeyError, match="No run with id 'nope'"):
+        backend.get_run("nope")
+
+
+@pytest.mark.clickhouse
+def test_client_fn_gives_each_chain_its_own_client(database):
+    backend = mcb.ClickHouseBackend(client_fn=lambda: connect(database))
+    run = backend.init_run(make_meta([Variable("a", "float64", [])]))
+    c0, c1 = run.init_chain(0), run.init_chain(1)
+    assert c0._client is not c1._client is not backend.client
+
+
+@pytest.mark.clickhouse
+def test_reader_in_other_process_sees_committed_draws(database):
+    backend = mcb.ClickHouseBackend(connect(database), insert_every=5)
+    meta = make_meta([Variable("a", "int64", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    for i in range(12):
+        chain.append({"a": i})  # 10 inserted, 2 pending
+    code = (
+        "import clickhouse_driver, mcbackend as mcb\n"
+        f"c = clickhouse_driver.Client({HOST!r}, database={database!r})\n"
+        f"(ch,) = mcb.ClickHouseBackend(c).get_run({meta.rid!r}).get_chains()\n"
+        "print(len(ch), ch.get_draws('a').tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "10"
+    assert out.stdout.strip().endswith(str(list(range(10))))
+
+
+@pytest.mark.clickhouse
+def test_server_types_chosen_by_version(database):
+    backend = mcb.ClickHouseBackend(connect(database))
+    run = backend.init_run(make_meta([Variable("b", "bool", [])]))
+    run.init_chain(0)
+    table = f"{run.meta.rid}_chain_0"
+    types = dict(
+        backend.client.execute(
+            "SELECT name, type FROM system.columns WHERE table = %(t)s AND database = %(d)s",
+            {"t": table, "d": database},
+        )
+    )
+    assert types["b"] == ("Bool" if backend.types.modern else "UInt8")
