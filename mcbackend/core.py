@@ -117,13 +117,6 @@ class Chain(Sized):
 
     # ---- convenience ---------------------------------------------------------------------
 
-    def _lazy_values(self, spec: VariableSpec, length: int, *, is_stat: bool) -> Any:
-        """The first ``length`` values as an array-like for lazy xarray data.
-
-        Backends that can read lazily return a dask array; the default reads eagerly.
-        """
-        return self._get_values(spec, slice(0, length), is_stat=is_stat)
-
     @property
     def cid(self) -> str:
         """An identifier unique for the combination of run id and chain number."""

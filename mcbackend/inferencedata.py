@@ -1,7 +1,7 @@
 """Conversion of a ``Run`` into ArviZ 1.x data: an ``xarray.DataTree`` with one group per role.
 
-Values come from ``Chain._lazy_values``, so backends that return dask arrays give a tree
-whose draws load only when accessed.
+Draws of fixed-shape variables stay in storage until xarray needs them (``LazyDraws``): then
+only the chains and draws asked for are read, through ``Chain.get_draws``, whatever the backend.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import betterproto2
 import numpy as np
 import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
+from xarray.core.indexing import LazilyIndexedArray
 
 from .npproto.utils import ndarray_to_numpy
 from .validation import VariableSpec, specs_by_name
@@ -52,10 +55,10 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
     coords = run.coords
     dims = run.dims
     sampled = {
-        "posterior": _sampled_group(chains, variables, posterior, length, False, coords, dims),
-        "sample_stats": _sampled_group(chains, stats, posterior, length, True, coords, dims),
-        "warmup_posterior": _sampled_group(chains, variables, warmup, length, False, coords, dims),
-        "warmup_sample_stats": _sampled_group(chains, stats, warmup, length, True, coords, dims),
+        "posterior": _sampled_group(chains, variables, posterior, False, coords, dims),
+        "sample_stats": _sampled_group(chains, stats, posterior, True, coords, dims),
+        "warmup_posterior": _sampled_group(chains, variables, warmup, False, coords, dims),
+        "warmup_sample_stats": _sampled_group(chains, stats, warmup, True, coords, dims),
     }
     groups: dict[str, xr.Dataset] = {}
     for name, ds in sampled.items():
@@ -110,37 +113,74 @@ def _sampled_group(
     chains: Sequence[Chain],
     specs: Mapping[str, VariableSpec],
     slices: Sequence[slice],
-    length: int,
     is_stat: bool,
     coords: Mapping[str, np.ndarray],
     dims: Mapping[str, list[str]],
 ) -> xr.Dataset:
     data_vars = {}
+    n = min((s.stop - s.start for s in slices), default=0)
     for name, spec in specs.items():
-        per_chain = [
-            chain._lazy_values(spec, length, is_stat=is_stat)[slc]
-            for chain, slc in zip(chains, slices)
-        ]
-        values = _stack_chains(per_chain, spec)
-        var_dims = ["chain", "draw", *_dims_of(name, values.ndim - 2, dims)]
-        data_vars[name] = xr.Variable(var_dims, values)
+        if spec.is_rigid:
+            values = LazilyIndexedArray(
+                LazyDraws(chains, spec, [s.start for s in slices], n, is_stat)
+            )
+            ndim = 2 + len(spec.shape)
+        else:
+            values = np.empty((len(chains), n), dtype=object)
+            for c, (chain, slc) in enumerate(zip(chains, slices)):
+                read = chain.get_stats if is_stat else chain.get_draws
+                values[c, :] = list(read(name, slc))
+            ndim = 2
+        data_vars[name] = xr.Variable(["chain", "draw", *_dims_of(name, ndim - 2, dims)], values)
     ds = xr.Dataset(data_vars)
     return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
 
 
-def _stack_chains(per_chain: list[Any], spec: VariableSpec) -> Any:
-    if not spec.is_rigid:
-        out = np.empty((len(per_chain), min((len(v) for v in per_chain), default=0)), dtype=object)
-        for c, values in enumerate(per_chain):
-            out[c, :] = list(values)
-        return out
-    if not per_chain:
-        return np.empty((0, 0, *spec.shape), dtype=spec.dtype)
-    if any(not isinstance(v, np.ndarray) for v in per_chain):
-        import dask.array as da
+class LazyDraws(BackendArray):
+    """(chain, draw, *shape) values of one variable, read through ``Chain.get_draws`` only
+    when xarray needs them, and only the chains and draws it asks for."""
 
-        return da.stack(per_chain)
-    return np.stack(per_chain)
+    def __init__(
+        self, chains: Sequence[Chain], spec: VariableSpec, starts: list[int], n: int, is_stat: bool
+    ) -> None:
+        self.chains = chains
+        self.spec = spec
+        self.starts = starts
+        self.shape = (len(chains), n, *spec.shape)
+        self.dtype = spec.dtype
+        self.is_stat = is_stat
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.BASIC, self._read
+        )
+
+    def _read(self, key: tuple) -> np.ndarray:
+        chain_key, draw_key, *rest = key
+        chain_ids = np.arange(len(self.chains))[chain_key]
+        draw_ids = np.arange(self.shape[1])[draw_key]
+        blocks = [
+            self._read_chain(int(c), np.atleast_1d(draw_ids)) for c in np.atleast_1d(chain_ids)
+        ]
+        out = (
+            np.stack(blocks)
+            if blocks
+            else np.empty((0, len(np.atleast_1d(draw_ids)), *self.spec.shape), self.dtype)
+        )
+        if np.ndim(draw_ids) == 0:
+            out = out[:, 0]
+        if np.ndim(chain_ids) == 0:
+            out = out[0]
+        return out[(Ellipsis, *rest)] if rest else out
+
+    def _read_chain(self, c: int, draws: np.ndarray) -> np.ndarray:
+        if not len(draws):
+            return np.empty((0, *self.spec.shape), self.dtype)
+        chain = self.chains[c]
+        lo, hi = int(draws.min()), int(draws.max()) + 1
+        read = chain.get_stats if self.is_stat else chain.get_draws
+        block = read(self.spec.name, slice(self.starts[c] + lo, self.starts[c] + hi))
+        return block[draws - lo]
 
 
 def _dims_of(name: str, ndim: int, dims: Mapping[str, list[str]]) -> list[str]:

@@ -168,7 +168,7 @@ def test_get_runs_lists_runs(fmt, tmp_path):
     assert all(isinstance(m, mcb.RunMeta) for m in runs.meta)
 
 
-def test_lazy_inferencedata_reads_only_what_is_accessed(fmt, tmp_path):
+def test_lazy_inferencedata_reads_only_what_is_accessed(fmt, tmp_path, monkeypatch):
     backend = backend_class(fmt)(str(tmp_path), flush_every=8)
     meta = make_meta(
         [Variable("big", "float32", [50]), Variable("small", "float64", [])],
@@ -180,12 +180,24 @@ def test_lazy_inferencedata_reads_only_what_is_accessed(fmt, tmp_path):
         for i, d in enumerate(random_draws(meta.variables, 40, seed=c)):
             chain.append(d, {"in_warmup": i < 8})
     run.close()
-    dt = mcb.open_run(str(tmp_path / meta.rid)).to_inferencedata()
-    big = dt["posterior"]["big"]
-    assert big.chunks is not None, "draws must stay lazy (dask) until accessed"
-    assert big.shape == (2, 32, 50)
     expected = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[1].get_draws("big")[8:]
+
+    reads = []
+    original = mcb.Chain.get_draws
+
+    def recording_get_draws(self, name, slc=slice(None)):
+        reads.append((self.cmeta.chain_number, name, slc))
+        return original(self, name, slc)
+
+    monkeypatch.setattr(mcb.Chain, "get_draws", recording_get_draws)
+    dt = mcb.open_run(str(tmp_path / meta.rid)).to_inferencedata()
+    assert reads == [], "opening and converting must not read draws"
+    big = dt["posterior"]["big"]
+    assert big.shape == (2, 32, 50)
+    np.testing.assert_array_equal(big[1, 2:5].values, expected[2:5])
+    assert reads == [(1, "big", slice(10, 13))], "only the selected chain and draws are read"
     np.testing.assert_array_equal(big.values[1], expected)
+    assert {name for _, name, _ in reads} == {"big"}
 
 
 @pytest.mark.parametrize("name", ["a/b", "a.b", ".hidden", "__x", "with space", "ünï℃ode", "50%"])

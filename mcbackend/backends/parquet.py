@@ -357,24 +357,6 @@ class ParquetChain(Chain):
         unflushed = lambda s: buffered.get(spec.name, s)  # noqa: E731
         return read_selected(idx, self._committed, stored, unflushed)
 
-    def _lazy_values(self, spec, length, *, is_stat):
-        if not spec.is_rigid or length > self._committed:
-            return self._get_values(spec, slice(0, length), is_stat=is_stat)
-        import dask
-        import dask.array as da
-
-        c = self._columns[is_stat][spec.name]
-        blocks = []
-        for part in self._parts:
-            lo, hi = part.start, min(part.stop, length)
-            if hi <= lo:
-                continue
-            read = dask.delayed(lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi)))
-            blocks.append(da.from_delayed(read(lo, hi), (hi - lo, *spec.shape), spec.dtype))
-        if not blocks:
-            return np.empty((0, *spec.shape), spec.dtype)
-        return da.concatenate(blocks)
-
 
 def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
     """One Parquet file, one row group per table. Dictionaries only for strings, statistics

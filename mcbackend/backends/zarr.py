@@ -307,14 +307,6 @@ class ZarrChain(Chain):
             idx, self._committed, column.read, lambda s: buffered.get(spec.name, s)
         )
 
-    def _lazy_values(self, spec, length, *, is_stat):
-        column = self._columns[is_stat][spec.name]
-        if spec.is_rigid and length <= self._committed:
-            import dask.array as da
-
-            return da.from_zarr(column.array("", length))[:length]
-        return self._get_values(spec, slice(0, length), is_stat=is_stat)
-
 
 class ZarrRun(Run):
     """A run stored as a Zarr group at ``<root>/<rid>``."""
