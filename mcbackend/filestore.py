@@ -357,29 +357,7 @@ def positions(slc: slice, length: int) -> np.ndarray:
     return np.arange(*slc.indices(length))
 
 
-def read_selected(
-    idx: np.ndarray,
-    committed: int,
-    read_stored: Callable[[int, int], np.ndarray],
-    buffered: Callable[[slice], np.ndarray],
-) -> np.ndarray:
-    """Gather draws ``idx`` from storage (``idx < committed``) and the buffer (the rest)."""
-    stored_idx = idx[idx < committed]
-    buffer_idx = idx[idx >= committed] - committed
-    parts = []
-    if len(stored_idx):
-        lo, hi = int(stored_idx.min()), int(stored_idx.max()) + 1
-        parts.append((stored_idx, read_stored(lo, hi), lo))
-    if len(buffer_idx):
-        lo, hi = int(buffer_idx.min()), int(buffer_idx.max()) + 1
-        parts.append((buffer_idx, buffered(slice(lo, hi)), lo))
-    if len(parts) == 1:
-        sel, block, lo = parts[0]
-        return block[sel - lo]
-    if not parts:
-        return buffered(slice(0, 0))
-    (sel_a, block_a, lo_a), (sel_b, block_b, lo_b) = parts
-    picked_a, picked_b = block_a[sel_a - lo_a], block_b[sel_b - lo_b]
-    # A slice selects stored draws either all before or all after the buffered ones.
-    ordered = (picked_a, picked_b) if idx[0] < committed else (picked_b, picked_a)
-    return np.concatenate(ordered)
+def read_positions(idx: np.ndarray, read_range: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Draws ``idx`` (any order, as a slice selects them) from one contiguous range read."""
+    lo, hi = (int(idx.min()), int(idx.max()) + 1) if len(idx) else (0, 0)
+    return read_range(lo, hi)[idx - lo]

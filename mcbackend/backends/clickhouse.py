@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..core import Backend, Chain, Run, RunExistsError
-from ..filestore import positions
+from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
 
@@ -265,11 +265,9 @@ class ClickHouseChain(Chain):
         return c.from_values(columns, hi - lo)
 
     def _get_values(self, spec, slc, *, is_stat):
-        self.flush()
+        self.flush()  # reads see every appended draw
         c = self._columns[is_stat][spec.name]
-        idx = positions(slc, len(self))
-        lo, hi = (int(idx.min()), int(idx.max()) + 1) if len(idx) else (0, 0)
-        return self._read(c, lo, hi)[idx - lo]
+        return read_positions(positions(slc, len(self)), lambda lo, hi: self._read(c, lo, hi))
 
     def close(self) -> None:
         self.flush()

@@ -40,8 +40,8 @@ from ..filestore import (
     create_run_dir,
     list_runs,
     positions,
+    read_positions,
     read_run_info,
-    read_selected,
     register_for_exit_flush,
     runs_dataframe,
 )
@@ -350,12 +350,10 @@ class ParquetChain(Chain):
         return pa.concat_tables(tables)
 
     def _get_values(self, spec, slc, *, is_stat):
+        self.flush()  # reads see every appended draw, and make it durable
         c = self._columns[is_stat][spec.name]
-        buffered = self._buffer.columns(is_stat)
-        idx = positions(slc, len(self))
         stored = lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi))  # noqa: E731
-        unflushed = lambda s: buffered.get(spec.name, s)  # noqa: E731
-        return read_selected(idx, self._committed, stored, unflushed)
+        return read_positions(positions(slc, len(self)), stored)
 
 
 def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:

@@ -35,8 +35,8 @@ from ..filestore import (
     encode_name,
     list_runs,
     positions,
+    read_positions,
     read_run_info,
-    read_selected,
     register_for_exit_flush,
     runs_dataframe,
 )
@@ -300,12 +300,9 @@ class ZarrChain(Chain):
         return self._committed + len(self._buffer)
 
     def _get_values(self, spec, slc, *, is_stat):
+        self.flush()  # reads see every appended draw, and make it durable
         column = self._columns[is_stat][spec.name]
-        buffered = self._buffer.columns(is_stat)
-        idx = positions(slc, len(self))
-        return read_selected(
-            idx, self._committed, column.read, lambda s: buffered.get(spec.name, s)
-        )
+        return read_positions(positions(slc, len(self)), column.read)
 
 
 class ZarrRun(Run):
