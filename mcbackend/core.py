@@ -90,10 +90,25 @@ class Chain(Sized):
     def _get_values(self, spec: VariableSpec, slc: slice, *, is_stat: bool) -> np.ndarray:
         raise NotImplementedError()
 
+    #: Draws read at once by ``get_draws_at``/``get_stats_at`` and kept for the next calls
+    #: (PyMC reads chains draw by draw). Stored draws never change, so the block stays valid.
+    read_block: int = 512
+
     def _get_values_at(
         self, idx: int, specs: Iterable[VariableSpec], *, is_stat: bool
     ) -> dict[str, np.ndarray]:
-        return {s.name: self._get_values(s, slice(idx, idx + 1), is_stat=is_stat)[0] for s in specs}
+        cache = self.__dict__.setdefault("_block_cache", {})
+        out = {}
+        for spec in specs:
+            start, block = cache.get((is_stat, spec.name), (0, ()))
+            if not start <= idx < start + len(block):
+                start = idx - idx % self.read_block
+                stop = min(start + self.read_block, len(self))
+                block = self._get_values(spec, slice(start, stop), is_stat=is_stat)
+                cache[(is_stat, spec.name)] = (start, block)
+            value = block[idx - start]
+            out[spec.name] = value.copy() if isinstance(value, np.ndarray) else np.asarray(value)
+        return out
 
     def _check_index(self, idx: int) -> int:
         length = len(self)
@@ -224,8 +239,18 @@ class Backend:
         """Register a new run; a run id already in use is refused."""
         from .validation import validate_run_meta
 
+        if self.closed:
+            raise RuntimeError(f"{self!r} is closed; create a new backend to store more runs.")
         validate_run_meta(meta)
         return self._init_run(meta)
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "_closed", False)
+
+    def close(self) -> None:
+        """Refuse new runs from now on (runs already opened stay usable)."""
+        self._closed = True
 
     def _init_run(self, meta: RunMeta) -> Run:
         raise NotImplementedError()

@@ -16,7 +16,8 @@ from typing import Any
 
 from .core import Backend, Run
 from .inferencedata import python_to_extended_value
-from .meta import RunMeta
+from .meta import DataVariable, RunMeta
+from .npproto.utils import ndarray_from_numpy
 
 __all__ = ["TraceBackend"]
 
@@ -24,12 +25,18 @@ _LIBRARIES = ("mcbackend", "pymc", "pytensor", "numpy", "arviz")
 
 
 class TraceBackend(Backend):
-    """Wraps ``backend`` for ``pm.sample(trace=...)`` and remembers the run it stores."""
+    """Wraps ``backend`` for ``pm.sample(trace=...)`` and remembers the run it stores.
 
-    def __init__(self, backend: Backend, *, verbose: bool = True) -> None:
+    ``run_id`` names the run (PyMC otherwise picks a random id).
+    """
+
+    def __init__(
+        self, backend: Backend, *, run_id: str | None = None, verbose: bool = True
+    ) -> None:
         if isinstance(backend, TraceBackend):
             backend = backend.backend
         self.backend = backend
+        self.requested_run_id = run_id
         self.verbose = verbose
         self.run: Run | None = None
 
@@ -38,9 +45,16 @@ class TraceBackend(Backend):
         """Id of the run stored by the last ``pm.sample`` (``None`` before sampling)."""
         return self.run.meta.rid if self.run is not None else None
 
+    @property
+    def closed(self) -> bool:
+        return self.backend.closed
+
     def init_run(self, meta: RunMeta) -> Run:
+        if self.requested_run_id:
+            meta.rid = self.requested_run_id
         for key, value in run_attributes().items():
             meta.attributes.setdefault(key, python_to_extended_value(value))
+        meta.data.extend(observed_arrays(meta))
         self.run = self.backend.init_run(meta)
         if self.verbose:
             where = getattr(self.run, "url", None) or type(self.backend).__name__
@@ -52,6 +66,26 @@ class TraceBackend(Backend):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
+
+
+def observed_arrays(meta: RunMeta) -> list[DataVariable]:
+    """Observed data given to PyMC as plain arrays (PyMC records only ``pm.Data`` containers)."""
+    try:
+        import pymc as pm
+        from pytensor.graph.basic import Constant
+
+        model = pm.modelcontext(None)
+    except (ImportError, TypeError):
+        return []
+    known = {d.name for d in meta.data}
+    found = []
+    for rv in model.observed_RVs:
+        value = model.rvs_to_values.get(rv)
+        if rv.name in known or not isinstance(value, Constant):
+            continue
+        dims = list(model.named_vars_to_dims.get(rv.name) or [])
+        found.append(DataVariable(rv.name, ndarray_from_numpy(value.data), dims, True))
+    return found
 
 
 def run_attributes() -> dict[str, Any]:

@@ -48,3 +48,29 @@ def s3_bucket(s3_options) -> str:
     name = f"mcb-{uuid.uuid4().hex[:12]}"
     s3fs.S3FileSystem(**s3_options).mkdir(name)
     return f"s3://{name}"
+
+
+CLICKHOUSE_HOST = os.environ.get("MCB_CLICKHOUSE_HOST", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_database():
+    """A fresh database on the ClickHouse server at 127.0.0.1:9000.
+
+    Skipped with the reason when no server answers, unless MCB_REQUIRE_CLICKHOUSE=1 (set by
+    scripts/test.sh and so by CI), which turns a missing server into a failure.
+    """
+    clickhouse_driver = pytest.importorskip("clickhouse_driver")
+    try:
+        client = clickhouse_driver.Client(CLICKHOUSE_HOST, connect_timeout=3)
+        client.execute("SELECT 1")
+    except Exception as ex:
+        if os.environ.get("MCB_REQUIRE_CLICKHOUSE"):
+            pytest.fail(f"MCB_REQUIRE_CLICKHOUSE is set but no ClickHouse server answers: {ex}")
+        pytest.skip(
+            f"No ClickHouse server on {CLICKHOUSE_HOST}:9000 ({ex}); run scripts/clickhouse.sh"
+        )
+    name = f"mcb_test_{uuid.uuid4().hex[:10]}"
+    client.execute(f"CREATE DATABASE {name}")
+    yield name
+    client.execute(f"DROP DATABASE {name}")

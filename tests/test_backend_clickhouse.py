@@ -1,10 +1,5 @@
-"""ClickHouse backend against a real server on 127.0.0.1:9000 (started by scripts/clickhouse.sh).
+"""ClickHouse backend against a real server on 127.0.0.1:9000 (started by scripts/clickhouse.sh)."""
 
-Skipped with the reason when no server answers, unless MCB_REQUIRE_CLICKHOUSE=1 (set by CI),
-which turns a missing server into a failure.
-"""
-
-import os
 import subprocess
 import sys
 import uuid
@@ -19,23 +14,12 @@ from mcbackend.backends.clickhouse import quote_identifier  # noqa: E402
 from mcbackend.meta import RunMeta, Variable  # noqa: E402
 
 from .conformance import BackendConformance, make_meta, random_draws  # noqa: E402
+from .conftest import CLICKHOUSE_HOST as HOST  # noqa: E402
 
-HOST = os.environ.get("MCB_CLICKHOUSE_HOST", "127.0.0.1")
 
-
-@pytest.fixture(scope="module")
-def database():
-    try:
-        client = clickhouse_driver.Client(HOST, connect_timeout=3)
-        client.execute("SELECT 1")
-    except Exception as ex:
-        if os.environ.get("MCB_REQUIRE_CLICKHOUSE"):
-            pytest.fail(f"MCB_REQUIRE_CLICKHOUSE is set but no ClickHouse server answers: {ex}")
-        pytest.skip(f"No ClickHouse server on {HOST}:9000 ({ex}); run scripts/clickhouse.sh")
-    name = f"mcb_test_{uuid.uuid4().hex[:10]}"
-    client.execute(f"CREATE DATABASE {name}")
-    yield name
-    client.execute(f"DROP DATABASE {name}")
+@pytest.fixture
+def database(clickhouse_database):
+    return clickhouse_database
 
 
 def connect(database):

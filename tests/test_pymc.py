@@ -1,0 +1,138 @@
+"""PyMC end to end: real pm.sample into every backend."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pm = pytest.importorskip("pymc")
+
+import mcbackend as mcb  # noqa: E402
+from mcbackend.pymc import TraceBackend  # noqa: E402
+
+pytestmark = pytest.mark.pymc
+
+CITIES = ["Aachen", "Bonn", "Köln"]
+TUNE, DRAWS = 60, 40
+
+
+OBSERVED = np.array([0.4, -0.5, 3.1])
+
+
+def model(observed_container: bool) -> pm.Model:
+    """Constant data, a vector with dims and coords, a Deterministic, observed data either in a
+    ``pm.Data`` container (recorded by PyMC itself) or as a plain array (TraceBackend adds it)."""
+    with pm.Model(coords={"city": CITIES}) as m:
+        x = pm.Data("exposure", np.array([1.0, 2.0, 3.0]), dims="city")
+        effect = pm.Normal("effect", 0, 1, dims="city")
+        sigma = pm.HalfNormal("sigma", 1)
+        pm.Deterministic("scaled", 2 * effect, dims="city")
+        observed = pm.Data("y_obs", OBSERVED, dims="city") if observed_container else OBSERVED
+        pm.Normal("y", effect * x, sigma, observed=observed, dims="city")
+    return m
+
+
+def sample(trace, **kwargs):
+    with model(observed_container=not isinstance(trace, TraceBackend)):
+        return pm.sample(
+            tune=TUNE, draws=DRAWS, chains=2, cores=1, trace=trace, random_seed=7,
+            progressbar=False, compute_convergence_checks=False, **kwargs,
+        )  # fmt: skip
+
+
+def backends(tmp_path):
+    yield "numpy", mcb.NumPyBackend()
+    yield "zarr", mcb.ZarrBackend(str(tmp_path / "zarr"))
+    yield "parquet", mcb.ParquetBackend(str(tmp_path / "parquet"))
+
+
+@pytest.fixture(params=["numpy", "zarr", "parquet", "clickhouse"])
+def backend(request, tmp_path):
+    if request.param == "clickhouse":
+        database = request.getfixturevalue("clickhouse_database")
+        from .test_backend_clickhouse import connect
+
+        return mcb.ClickHouseBackend(connect(database))
+    return dict(backends(tmp_path))[request.param]
+
+
+def check_run(run, idata, observed_name="y_obs"):
+    """The stored run holds what PyMC returned, split into warm-up and posterior."""
+    dt = run.to_inferencedata()
+    assert dt["posterior"].sizes == {"chain": 2, "draw": DRAWS, "city": 3}
+    assert dt["warmup_posterior"].sizes["draw"] == TUNE
+    for name in ["effect", "sigma", "scaled"]:
+        np.testing.assert_array_equal(dt["posterior"][name].values, idata.posterior[name].values)
+    assert dt["posterior"]["effect"].dims == ("chain", "draw", "city")
+    assert list(dt["posterior"]["city"].values) == CITIES
+    np.testing.assert_array_equal(dt["constant_data"]["exposure"].values, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(dt["observed_data"][observed_name].values, OBSERVED)
+    assert dt["observed_data"][observed_name].dims == ("city",)
+    stats = dt["sample_stats"]
+    assert (
+        not stats["in_warmup"].values.any() and dt["warmup_sample_stats"]["in_warmup"].values.all()
+    )
+    np.testing.assert_array_equal(
+        stats["sampler_0__diverging"].values, idata.sample_stats["diverging"].values
+    )
+
+
+def test_pm_sample_into_every_backend(backend):
+    idata = sample(backend)
+    if isinstance(backend, mcb.NumPyBackend):
+        (rid,) = backend.get_runs()
+    else:
+        rid = backend.get_runs().rid.iloc[-1]
+    check_run(backend.get_run(rid), idata)
+
+
+def test_trace_backend_records_run_id_and_attributes(tmp_path, capsys):
+    trace = TraceBackend(mcb.ZarrBackend(str(tmp_path)))
+    assert trace.run_id is None
+    idata = sample(trace)
+    assert f"storing run {trace.run_id}" in capsys.readouterr().out
+    run = mcb.open_run(str(tmp_path / trace.run_id))
+    check_run(run, idata, observed_name="y")
+    attrs = run.to_inferencedata().attrs
+    assert attrs["inference_library"] == "pymc"
+    assert attrs["pymc_version"] == pm.__version__
+    assert (attrs["tune"], attrs["draws"], attrs["chains"]) == (TUNE, DRAWS, 2)
+    assert attrs["sampler"] == "NUTS"
+    assert attrs["created_at"].startswith("20")
+
+
+@pytest.mark.s3
+def test_sample_to_s3_then_reopen_in_fresh_process(s3_bucket, s3_options):
+    trace = TraceBackend(mcb.ZarrBackend(f"{s3_bucket}/runs", s3_options))
+    idata = sample(trace)
+    url = f"{s3_bucket}/runs/{trace.run_id}"
+    code = (
+        "import json, sys, mcbackend as mcb\n"
+        "run = mcb.open_run(sys.argv[1], json.loads(sys.argv[2]))\n"
+        "dt = run.to_inferencedata()\n"
+        "print(json.dumps(dt['posterior']['effect'].values.tolist()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, url, json.dumps(s3_options)],
+        capture_output=True, text=True, check=True, env={**os.environ},
+    )  # fmt: skip
+    np.testing.assert_array_equal(json.loads(out.stdout), idata.posterior["effect"].values)
+
+
+def test_bad_backends_fail_before_sampling(tmp_path):
+    backend = mcb.ZarrBackend(str(tmp_path))
+    sample(TraceBackend(backend, run_id="taken", verbose=False))
+    with pytest.raises(ValueError, match="'taken' already exists"):
+        sample(TraceBackend(backend, run_id="taken", verbose=False))
+    closed = mcb.ZarrBackend(str(tmp_path))
+    closed.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        sample(closed)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="Cannot write the run"):
+        sample(mcb.ZarrBackend(str(blocker / "runs")))
+    assert len(mcb.ZarrBackend(str(tmp_path)).get_runs()) == 1
