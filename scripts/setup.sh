@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create ./.venv with Python >= 3.12 and install mcbackend with every extra and the dev tools.
-# Idempotent: reinstalls only when pyproject.toml changed.
+# Create ./.venv with Python >= 3.12 and install mcbackend with every extra and the dev tools,
+# pinned by scripts/constraints.txt (a known-good set; it also spares pip a long resolution).
+# Idempotent: reinstalls only when pyproject.toml or the constraints changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,9 +22,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.mcbackend-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    .venv/bin/python -m pip install --quiet -e ".[dev]" -c scripts/constraints.txt
     echo "$want" > "$stamp"
 fi

@@ -311,6 +311,15 @@ class ClickHouseRun(Run):
             )
         return self._chains[chain_number]
 
+    def verify(self) -> list[str]:
+        """``CHECK TABLE`` (the server's own part checksums) for every chain table."""
+        problems = []
+        for chain in self.get_chains():
+            result = self._backend.client.execute(f"CHECK TABLE {chain._table}")
+            if not all(row[-1] for row in result):
+                problems.append(f"table {chain._table}: CHECK TABLE failed: {result}")
+        return problems
+
     def get_chains(self) -> list[ClickHouseChain]:
         rows = self._backend.client.execute(
             "SELECT chain_number, table_name FROM chains WHERE rid = %(rid)s ORDER BY chain_number",

@@ -325,7 +325,7 @@ class ParquetChain(Chain):
 
     def _read_part(self, part: Part, columns: list[str] | None = None) -> pa.Table:
         with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
-            return pq.ParquetFile(f).read(columns=columns)
+            return pq.ParquetFile(f, page_checksum_verification=True).read(columns=columns)
 
     def _read_stored(self, c: ColumnSpec, lo: int, hi: int) -> pa.Table:
         """Rows ``lo:hi`` of column ``c``, reading only the row groups that hold them."""
@@ -335,7 +335,7 @@ class ParquetChain(Chain):
             if part.stop <= lo or part.start >= hi:
                 continue
             with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
-                pf = pq.ParquetFile(f)
+                pf = pq.ParquetFile(f, page_checksum_verification=True)
                 groups, first, offset = [], None, part.start
                 for g in range(pf.num_row_groups):
                     rows = pf.metadata.row_group(g).num_rows
@@ -362,7 +362,12 @@ def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
     schema = tables[0].schema
     flat = [f.name for f in schema if not pa.types.is_list(f.type) and not _is_fixed_list(f)]
     strings = [f.name for f in schema if f.type == pa.string()]
-    options = dict(compression=compression or "none", use_dictionary=strings, write_statistics=flat)
+    options = dict(
+        compression=compression or "none",
+        use_dictionary=strings,
+        write_statistics=flat,
+        write_page_checksum=True,
+    )
     sink = io.BytesIO()
     with pq.ParquetWriter(sink, schema, **options) as writer:
         for table in tables:
@@ -410,6 +415,25 @@ class ParquetRun(Run):
         cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
         self._chains[chain_number] = ParquetChain(cmeta, self)
         return self._chains[chain_number]
+
+    def verify(self) -> list[str]:
+        """Read every row group of every file (checking page CRCs); the problems found."""
+        problems = []
+        for chain in self.get_chains():
+            for part in chain._parts:
+                path = f"{chain._dir.path}/{part.name}"
+                try:
+                    with chain._dir.fs.open(path, "rb") as f:
+                        pf = pq.ParquetFile(f, page_checksum_verification=True)
+                        groups = pf.num_row_groups
+                        for g in range(groups):
+                            try:
+                                pf.read_row_group(g)
+                            except Exception as ex:
+                                problems.append(f"{path}: row group {g} is corrupt: {ex}")
+                except Exception as ex:
+                    problems.append(f"{path}: unreadable: {ex}")
+        return problems
 
     def get_chains(self) -> list[ParquetChain]:
         for name in self.location.listdir():

@@ -1,0 +1,230 @@
+"""The ``mcbackend`` command: list, inspect, summarise, copy, export and verify runs.
+
+Run URLs are paths or fsspec URLs of a run directory (``s3://bucket/runs/<rid>``), a zip
+archive made by ``export`` (``run.zip``), or ``clickhouse://host:port/database/<rid>``.
+Storage options come from ``--storage-options`` or the ``MCBACKEND_STORAGE_OPTIONS``
+environment variable (JSON), plus whatever the filesystem reads itself (e.g. AWS_* for S3).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .core import Run
+from .filestore import CorruptRunError, Location, RunNotFoundError, list_runs
+
+__all__ = ["main"]
+
+
+def _storage_options(value: str | None) -> dict[str, Any]:
+    raw = value or os.environ.get("MCBACKEND_STORAGE_OPTIONS") or "{}"
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError as ex:
+        raise click.BadParameter(f"storage options are not JSON: {ex}") from None
+    if not isinstance(options, dict):
+        raise click.BadParameter("storage options must be a JSON object")
+    return options
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    """Known failures become a one-line message and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (RunNotFoundError, CorruptRunError, FileNotFoundError) as ex:
+            raise click.ClickException(str(ex)) from None
+        except (ValueError, KeyError, OSError, PermissionError) as ex:
+            message = str(ex).strip("'\"")
+            if "Protocol not known" in message or "not known" in message.lower():
+                message = f"Unknown URL scheme: {message}"
+            raise click.ClickException(message) from None
+
+    return wrapper
+
+
+storage_option = click.option(
+    "--storage-options",
+    "-o",
+    "options",
+    default=None,
+    help="fsspec storage options as JSON (default: $MCBACKEND_STORAGE_OPTIONS).",
+)
+
+
+def open_any_run(url: str, options: dict[str, Any], **kwargs) -> Run:
+    """``open_run``, also accepting a zip archive made by ``mcbackend export``."""
+    from .urls import open_run
+
+    if url.endswith(".zip") and "::" not in url:
+        path = os.path.abspath(url) if "://" not in url else url
+        with Location.from_url(path, options).fs.open(path, "rb") as f, zipfile.ZipFile(f) as z:
+            rids = sorted({n.split("/", 1)[0] for n in z.namelist() if "/" in n})
+        if len(rids) != 1:
+            raise CorruptRunError(f"{url} should hold exactly one run; found {rids}.")
+        url = f"zip://{rids[0]}::{path}"
+        kwargs.setdefault("read_only", True)
+    return open_run(url, options, **kwargs)
+
+
+@click.group()
+@click.version_option(package_name="mcbackend")
+def main() -> None:
+    """Store, inspect and share MCMC runs (Zarr, Parquet, ClickHouse)."""
+
+
+@main.command("ls")
+@click.argument("root")
+@storage_option
+@_friendly_errors
+def list_command(root: str, options: str | None) -> None:
+    """List the runs under ROOT (a directory URL or clickhouse://host:port/database)."""
+    opts = _storage_options(options)
+    if root.startswith("clickhouse://"):
+        from .urls import open_backend
+
+        backend = open_backend(root)
+        rows = [(r.rid, r.created_at, backend.get_run(r.rid)) for r in backend.get_runs().itertuples()]
+    else:
+        location = Location.from_url(root, opts)
+        if not location.fs.isdir(location.path):
+            raise RunNotFoundError(f"No directory at {location}.")
+        rows = [(i.rid, i.created_at, open_any_run(location.url(i.rid), opts)) for i in list_runs(location)]
+    click.echo(f"{'rid':20s} {'created':26s} {'chains':>6s} {'draws':>8s}  variables")
+    for rid, created, run in rows:
+        chains = run.get_chains()
+        draws = sum(len(c) for c in chains)
+        names = ", ".join(v.name for v in run.meta.variables)
+        click.echo(f"{rid:20s} {str(created)[:26]:26s} {len(chains):6d} {draws:8d}  {names}")
+    if not rows:
+        click.echo("(no runs)")
+
+
+@main.command()
+@click.argument("url")
+@storage_option
+@_friendly_errors
+def info(url: str, options: str | None) -> None:
+    """Metadata, variables, chain lengths and size on storage of the run at URL."""
+    from .inferencedata import attributes_to_python
+
+    run = open_any_run(url, _storage_options(options))
+    click.echo(f"run:      {run.meta.rid}")
+    click.echo(f"backend:  {type(run).__name__}")
+    location = getattr(run, "location", None)
+    if location is not None:
+        click.echo(f"size:     {_human(location.fs.du(location.path))}")
+    for key, value in attributes_to_python(run.meta.attributes).items():
+        click.echo(f"  {key}: {value}")
+    click.echo("variables:")
+    for kind, group in [("draw", run.meta.variables), ("stat", run.meta.sample_stats)]:
+        for v in group:
+            shape = "?" if v.undefined_ndim else tuple("?" if s <= 0 else s for s in v.shape)
+            dims = f" dims={list(v.dims)}" if v.dims else ""
+            det = " deterministic" if v.is_deterministic else ""
+            click.echo(f"  [{kind}] {v.name}: {v.dtype} shape={shape}{dims}{det}")
+    for d in run.meta.data:
+        click.echo(f"  [{'observed' if d.is_observed else 'constant'}] {d.name}: dims={list(d.dims)}")
+    click.echo("chains:")
+    for chain in run.get_chains():
+        click.echo(f"  {chain.cmeta.chain_number}: {len(chain)} draws")
+
+
+@main.command()
+@click.argument("url")
+@storage_option
+@click.option("--var", "var_names", multiple=True, help="Only these variables.")
+@_friendly_errors
+def summary(url: str, options: str | None, var_names: tuple[str, ...]) -> None:
+    """ArviZ summary (mean, sd, HDI, R-hat, ESS) of the run's posterior."""
+    import arviz as az
+
+    run = open_any_run(url, _storage_options(options))
+    dt = run.to_inferencedata()
+    table = az.summary(dt, var_names=list(var_names) or None, ci_kind="hdi")
+    click.echo(table.to_string())
+
+
+@main.command()
+@click.argument("source")
+@click.argument("destination")
+@storage_option
+@click.option("--dest-storage-options", default=None, help="Storage options of DESTINATION.")
+@click.option("--batch", default=1000, show_default=True, help="Draws copied at a time.")
+@_friendly_errors
+def copy(source: str, destination: str, options: str | None, dest_storage_options: str | None, batch: int) -> None:
+    """Copy the run at SOURCE into the root DESTINATION.
+
+    DESTINATION is ``zarr+URL`` or ``parquet+URL`` (plain URLs mean Zarr) or
+    ``clickhouse://host:port/database``.
+    """
+    from .copying import copy_run
+    from .urls import open_backend
+
+    run = open_any_run(source, _storage_options(options))
+    dest_opts = _storage_options(dest_storage_options) if dest_storage_options else _storage_options(options)
+    backend = open_backend(destination, dest_opts)
+    copied = copy_run(run, backend, batch=batch, progress=True)
+    click.echo(f"copied {copied.meta.rid} ({sum(len(c) for c in copied.get_chains())} draws)")
+
+
+@main.command()
+@click.argument("url")
+@click.argument("archive", type=click.Path(dir_okay=False))
+@storage_option
+@click.option("--format", "fmt", type=click.Choice(["zarr", "parquet"]), default="zarr", show_default=True)
+@_friendly_errors
+def export(url: str, archive: str, options: str | None, fmt: str) -> None:
+    """Write the run at URL into one zip ARCHIVE that open_run("zip://<rid>::ARCHIVE") or
+    this tool (``mcbackend info ARCHIVE``) open."""
+    from .copying import copy_run
+    from .urls import open_backend
+
+    if not archive.endswith(".zip"):
+        raise click.BadParameter("the archive name must end in .zip", param_hint="ARCHIVE")
+    run = open_any_run(url, _storage_options(options))
+    with tempfile.TemporaryDirectory() as tmp:
+        copy_run(run, open_backend(f"{fmt}+{tmp}"), progress=True)
+        partial = f"{archive}.partial"
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as z:
+            for folder, _, files in os.walk(tmp):
+                for name in files:
+                    path = os.path.join(folder, name)
+                    z.write(path, os.path.relpath(path, tmp))
+        shutil.move(partial, archive)
+    click.echo(f"exported {run.meta.rid} to {archive} (open with: mcbackend info {archive})")
+
+
+@main.command()
+@click.argument("url")
+@storage_option
+@_friendly_errors
+def verify(url: str, options: str | None) -> None:
+    """Check every stored chunk / row group of the run against its checksum."""
+    run = open_any_run(url, _storage_options(options))
+    problems = run.verify()
+    for problem in problems:
+        click.echo(f"CORRUPT {problem}")
+    draws = sum(len(c) for c in run.get_chains())
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in run {run.meta.rid}")
+    click.echo(f"OK {run.meta.rid}: {len(run.get_chains())} chains, {draws} draws verified")
+
+
+def _human(size: float) -> str:
+    for unit in ["B", "KiB", "MiB", "GiB"]:
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
