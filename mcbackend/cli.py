@@ -95,12 +95,17 @@ def list_command(root: str, options: str | None) -> None:
         from .urls import open_backend
 
         backend = open_backend(root)
-        rows = [(r.rid, r.created_at, backend.get_run(r.rid)) for r in backend.get_runs().itertuples()]
+        rows = [
+            (r.rid, r.created_at, backend.get_run(r.rid)) for r in backend.get_runs().itertuples()
+        ]
     else:
         location = Location.from_url(root, opts)
         if not location.fs.isdir(location.path):
             raise RunNotFoundError(f"No directory at {location}.")
-        rows = [(i.rid, i.created_at, open_any_run(location.url(i.rid), opts)) for i in list_runs(location)]
+        rows = [
+            (i.rid, i.created_at, open_any_run(location.url(i.rid), opts))
+            for i in list_runs(location)
+        ]
     click.echo(f"{'rid':20s} {'created':26s} {'chains':>6s} {'draws':>8s}  variables")
     for rid, created, run in rows:
         chains = run.get_chains()
@@ -135,7 +140,9 @@ def info(url: str, options: str | None) -> None:
             det = " deterministic" if v.is_deterministic else ""
             click.echo(f"  [{kind}] {v.name}: {v.dtype} shape={shape}{dims}{det}")
     for d in run.meta.data:
-        click.echo(f"  [{'observed' if d.is_observed else 'constant'}] {d.name}: dims={list(d.dims)}")
+        click.echo(
+            f"  [{'observed' if d.is_observed else 'constant'}] {d.name}: dims={list(d.dims)}"
+        )
     click.echo("chains:")
     for chain in run.get_chains():
         click.echo(f"  {chain.cmeta.chain_number}: {len(chain)} draws")
@@ -163,7 +170,9 @@ def summary(url: str, options: str | None, var_names: tuple[str, ...]) -> None:
 @click.option("--dest-storage-options", default=None, help="Storage options of DESTINATION.")
 @click.option("--batch", default=1000, show_default=True, help="Draws copied at a time.")
 @_friendly_errors
-def copy(source: str, destination: str, options: str | None, dest_storage_options: str | None, batch: int) -> None:
+def copy(
+    source: str, destination: str, options: str | None, dest_storage_options: str | None, batch: int
+) -> None:
     """Copy the run at SOURCE into the root DESTINATION.
 
     DESTINATION is ``zarr+URL`` or ``parquet+URL`` (plain URLs mean Zarr) or
@@ -173,7 +182,11 @@ def copy(source: str, destination: str, options: str | None, dest_storage_option
     from .urls import open_backend
 
     run = open_any_run(source, _storage_options(options))
-    dest_opts = _storage_options(dest_storage_options) if dest_storage_options else _storage_options(options)
+    dest_opts = (
+        _storage_options(dest_storage_options)
+        if dest_storage_options
+        else _storage_options(options)
+    )
     backend = open_backend(destination, dest_opts)
     copied = copy_run(run, backend, batch=batch, progress=True)
     click.echo(f"copied {copied.meta.rid} ({sum(len(c) for c in copied.get_chains())} draws)")
@@ -183,7 +196,9 @@ def copy(source: str, destination: str, options: str | None, dest_storage_option
 @click.argument("url")
 @click.argument("archive", type=click.Path(dir_okay=False))
 @storage_option
-@click.option("--format", "fmt", type=click.Choice(["zarr", "parquet"]), default="zarr", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["zarr", "parquet"]), default="zarr", show_default=True
+)
 @_friendly_errors
 def export(url: str, archive: str, options: str | None, fmt: str) -> None:
     """Write the run at URL into one zip ARCHIVE that open_run("zip://<rid>::ARCHIVE") or

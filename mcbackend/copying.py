@@ -8,9 +8,7 @@ from .meta import RunMeta
 __all__ = ["copy_run"]
 
 
-def copy_run(
-    run: Run, destination: Backend, *, batch: int = 1000, progress: bool = False
-) -> Run:
+def copy_run(run: Run, destination: Backend, *, batch: int = 1000, progress: bool = False) -> Run:
     """Copy metadata and every chain of ``run`` into ``destination``; returns the new run.
 
     At most ``batch`` draws of one chain are in memory at a time. The copy keeps the run id.

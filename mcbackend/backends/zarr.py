@@ -210,7 +210,9 @@ def _verify_array(column: Column, part: str, committed: int) -> list[str]:
             arr[lo : lo + step]
         except Exception as ex:
             key = "/".join(["c", str(i)] + ["0"] * (arr.ndim - 1))
-            problems.append(f"{path}/{key}: chunk {i} (draws {lo}-{lo + step - 1}) is corrupt: {ex}")
+            problems.append(
+                f"{path}/{key}: chunk {i} (draws {lo}-{lo + step - 1}) is corrupt: {ex}"
+            )
     return problems
 
 
