@@ -2,7 +2,6 @@
 
 import functools
 import http.server
-import json
 import os
 import shutil
 import subprocess
@@ -32,7 +31,9 @@ def make_run(backend, rid="cli-run", n=60):
     for c in range(2):
         chain = run.init_chain(c)
         for i in range(n):
-            chain.append({"mu": rng.normal(size=2) + [1, -1], "k": i}, {"in_warmup": i < 10})
+            chain.append(
+                {"mu": rng.normal(size=2) + np.array([1, -1]), "k": i}, {"in_warmup": i < 10}
+            )
     run.close()
     return run
 
