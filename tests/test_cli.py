@@ -210,4 +210,3 @@ def test_read_shared_run_over_http(tmp_path, http_root, fmt):
     assert "OK cli-run" in invoke("verify", f"{http_root}/cli-run").output
     summary = invoke("summary", f"{http_root}/cli-run")
     assert summary.exit_code == 0 and "mu[A]" in summary.output
-    assert json.dumps
