@@ -41,7 +41,9 @@ def golden_meta() -> RunMeta:
         coordinates=[Coordinate("city", ndarray_from_numpy(np.array(["Bonn", "Köln", "Jülich"])))],
         data=[
             DataVariable("y", ndarray_from_numpy(np.array([0.5, 1.5, -2.0])), ["city"], True),
-            DataVariable("x", ndarray_from_numpy(np.arange(6, dtype="int64").reshape(2, 3)), [], False),
+            DataVariable(
+                "x", ndarray_from_numpy(np.arange(6, dtype="int64").reshape(2, 3)), [], False
+            ),
         ],
         attributes={"sampler": mcb.ExtendedValue(string_value="golden")},
     )
@@ -72,9 +74,13 @@ def write(backend: mcb.Backend) -> None:
 
 
 def main() -> None:
-    version = {"zarr": mcb.backends_zarr_version(), "parquet": mcb.backends_parquet_version()}
-    for fmt, cls in [("zarr", mcb.ZarrBackend), ("parquet", mcb.ParquetBackend)]:
-        target = GOLDEN / f"{fmt}-v{version[fmt]}"
+    from mcbackend.backends import parquet, zarr
+
+    for fmt, module, cls in [
+        ("zarr", zarr, mcb.ZarrBackend),
+        ("parquet", parquet, mcb.ParquetBackend),
+    ]:
+        target = GOLDEN / f"{fmt}-v{module.FORMAT_VERSION}"
         if (target / RID).exists():
             print(f"{target} exists; golden archives are never rewritten.")
             continue

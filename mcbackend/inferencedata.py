@@ -131,7 +131,8 @@ def _sampled_group(
                 read = chain.get_stats if is_stat else chain.get_draws
                 values[c, :] = list(read(name, slc))
             ndim = 2
-        data_vars[name] = xr.Variable(["chain", "draw", *_dims_of(name, ndim - 2, dims)], values)
+        var_dims = ["chain", "draw", *_dims_of(name, ndim - 2, dims)]
+        data_vars[tree_name(name)] = xr.Variable(var_dims, values)
     ds = xr.Dataset(data_vars)
     return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
 
@@ -183,11 +184,16 @@ class LazyDraws(BackendArray):
         return block[draws - lo]
 
 
+def tree_name(name: str) -> str:
+    """DataTree variables cannot contain '/', so it is written '%2F' (and '%' as '%25')."""
+    return name.replace("%", "%25").replace("/", "%2F") if "/" in name else name
+
+
 def _dims_of(name: str, ndim: int, dims: Mapping[str, list[str]]) -> list[str]:
     named = dims.get(name, [])
     if len(named) == ndim:
         return list(named)
-    return [f"{name}_dim_{i}" for i in range(ndim)]
+    return [f"{tree_name(name)}_dim_{i}" for i in range(ndim)]
 
 
 def _fits(dim: Any, coords: Mapping[str, np.ndarray], sizes: Mapping[Any, int]) -> bool:
@@ -199,7 +205,9 @@ def _data_group(
     dims: Mapping[str, list[str]],
     coords: Mapping[str, np.ndarray],
 ) -> xr.Dataset:
-    ds = xr.Dataset({n: xr.Variable(_dims_of(n, np.ndim(v), dims), v) for n, v in data.items()})
+    ds = xr.Dataset(
+        {tree_name(n): xr.Variable(_dims_of(n, np.ndim(v), dims), v) for n, v in data.items()}
+    )
     return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
 
 
