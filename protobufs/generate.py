@@ -20,8 +20,9 @@ def compile_schemas(out: Path) -> None:
     """Run protoc with the betterproto2 plugin that sits beside this interpreter."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_betterproto2_out={out}"]
-    subprocess.run([*cmd, *SCHEMAS], cwd=HERE, env=env, check=True)
+    protoc = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}"]
+    command = [*protoc, f"--python_betterproto2_out={out}", *SCHEMAS]
+    subprocess.run(command, cwd=HERE, env=env, check=True)
 
 
 def main() -> None:

@@ -165,9 +165,7 @@ class RunMeta(betterproto2.Message):
     Unique identifier of the run.
     """
 
-    variables: "list[Variable]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    variables: "list[Variable]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Model variables.
     """
@@ -182,24 +180,18 @@ class RunMeta(betterproto2.Message):
     attributes: "dict[str, ExtendedValue]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
     """
     Free-form attributes (sampler, versions, creation time, ...).
     """
 
-    sample_stats: "list[Variable]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    sample_stats: "list[Variable]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Sampler statistics recorded with every draw.
     """
 
-    data: "list[DataVariable]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    data: "list[DataVariable]" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Constant and observed data.
     """
