@@ -26,6 +26,16 @@ def numpy_dtype(dtype_name: str) -> np.dtype:
     return dtype
 
 
+#: Scalar types whose every value the dtype holds exactly (Python ``int`` may overflow: absent).
+_EXACT_SCALARS: dict[str, tuple[type, ...]] = {
+    "float64": (float, np.float64, np.float32, np.float16),
+    "float32": (np.float32, np.float16),
+    "int64": (np.int64, np.int32, np.int16, np.int8),
+    "int32": (np.int32, np.int16, np.int8),
+    "bool": (bool, np.bool_),
+}
+
+
 @dataclass(frozen=True)
 class VariableSpec:
     """A ``Variable`` digested for fast per-draw checks."""
@@ -49,9 +59,16 @@ class VariableSpec:
         return not self.undefined_ndim and all(s > 0 for s in self.shape) and not self.is_str
 
     def validate(self, value: Any) -> np.ndarray:
-        """Return ``value`` as an array of the declared dtype, or raise naming the problem."""
+        """Return ``value`` as an array of the declared dtype, or raise naming the problem.
+
+        Scalars of a type that stores exactly (``float`` for float64, ``np.int32`` for int32,
+        ...) pass through as they are: every store accepts them.
+        """
+        kind = type(value)
+        if kind in _EXACT_SCALARS.get(self.dtype.name, ()) and self.shape == ():
+            return value
         if (
-            type(value) is np.ndarray
+            kind is np.ndarray
             and value.dtype == self.dtype
             and value.shape == self.shape
             and not self.is_str

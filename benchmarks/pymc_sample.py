@@ -1,0 +1,89 @@
+"""Wall time of the same pm.sample with PyMC's default trace and with each mcbackend backend.
+
+    python benchmarks/pymc_sample.py [--backends zarr,parquet,numpy,clickhouse] [--repeat 3]
+
+2 chains, 1000 tune + 1000 draws of a hierarchical model with 30 group effects. Each
+configuration runs ``--repeat`` times, interleaved; the best time counts. Target: local Zarr
+and Parquet within 1.05x of PyMC's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import pymc as pm
+
+import mcbackend as mcb
+
+
+def make_model() -> pm.Model:
+    rng = np.random.default_rng(0)
+    groups = 30
+    idx = np.repeat(np.arange(groups), 10)
+    y = rng.normal(rng.normal(0, 1, groups)[idx], 0.5)
+    with pm.Model(coords={"group": np.arange(groups)}) as model:
+        mu = pm.Normal("mu", 0, 1)
+        tau = pm.HalfNormal("tau", 1)
+        z = pm.Normal("z", 0, 1, dims="group")
+        theta = pm.Deterministic("theta", mu + tau * z, dims="group")
+        sigma = pm.HalfNormal("sigma", 1)
+        pm.Normal("y", theta[idx], sigma, observed=y)
+    return model
+
+
+def backends(names: list[str], workdir: str):
+    made = {"pymc-default": lambda: None}
+    for name in names:
+        if name == "numpy":
+            made[name] = mcb.NumPyBackend
+        elif name == "zarr":
+            made[name] = lambda: mcb.ZarrBackend(tempfile.mkdtemp(dir=workdir))
+        elif name == "parquet":
+            made[name] = lambda: mcb.ParquetBackend(tempfile.mkdtemp(dir=workdir))
+        elif name == "clickhouse":
+            import clickhouse_driver
+
+            client = clickhouse_driver.Client("127.0.0.1")
+            made[name] = lambda: mcb.ClickHouseBackend(client)
+    return made
+
+
+def timed_sample(model: pm.Model, trace, cores: int) -> float:
+    start = time.perf_counter()
+    with model:
+        pm.sample(
+            tune=1000, draws=1000, chains=2, cores=cores, trace=trace, random_seed=1,
+            progressbar=False, compute_convergence_checks=False,
+        )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backends", default="zarr,parquet,numpy,clickhouse")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cores", type=int, default=1)
+    args = parser.parse_args()
+    model = make_model()
+    workdir = tempfile.mkdtemp(prefix="mcbackend-pymc-bench-")
+    try:
+        factories = backends(args.backends.split(","), workdir)
+        timed_sample(model, None, args.cores)  # compile once, outside the measurements
+        best = {name: float("inf") for name in factories}
+        for _ in range(args.repeat):
+            for name, factory in factories.items():
+                best[name] = min(best[name], timed_sample(model, factory(), args.cores))
+        base = best["pymc-default"]
+        print(f"{'trace':14s} {'seconds':>8s} {'vs default':>10s}")
+        for name, seconds in best.items():
+            print(f"{name:14s} {seconds:8.2f} {seconds / base:9.3f}x")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
