@@ -90,9 +90,9 @@ class Chain(Sized):
     def _get_values(self, spec: VariableSpec, slc: slice, *, is_stat: bool) -> np.ndarray:
         raise NotImplementedError()
 
-    #: Draws read at once by ``get_draws_at``/``get_stats_at`` and kept for the next calls
+    #: Bytes read at once by ``get_draws_at``/``get_stats_at`` and kept for the next calls
     #: (PyMC reads chains draw by draw). Stored draws never change, so the block stays valid.
-    read_block: int = 512
+    read_block_bytes: int = 4 << 20
 
     def _get_values_at(
         self, idx: int, specs: Iterable[VariableSpec], *, is_stat: bool
@@ -102,8 +102,10 @@ class Chain(Sized):
         for spec in specs:
             start, block = cache.get((is_stat, spec.name), (0, ()))
             if not start <= idx < start + len(block):
-                start = idx - idx % self.read_block
-                stop = min(start + self.read_block, len(self))
+                draw_bytes = int(np.prod(spec.shape)) * spec.dtype.itemsize if spec.is_rigid else 64
+                rows = int(np.clip(self.read_block_bytes // max(draw_bytes, 1), 1, 16384))
+                start = idx - idx % rows
+                stop = min(start + rows, len(self))
                 block = self._get_values(spec, slice(start, stop), is_stat=is_stat)
                 cache[(is_stat, spec.name)] = (start, block)
             value = block[idx - start]
@@ -111,9 +113,11 @@ class Chain(Sized):
         return out
 
     def _check_index(self, idx: int) -> int:
-        length = len(self)
         if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
             raise TypeError(f"Draw index must be an integer, got {idx!r}.")
+        if 0 <= idx < self.__dict__.get("_known_length", 0):
+            return int(idx)  # draws never go away: no need to ask storage for the length again
+        length = self._known_length = len(self)
         if not -length <= idx < length:
             raise IndexError(f"Draw index {idx} is out of range for chain of length {length}.")
         return int(idx) % length

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,25 +38,30 @@ _EXACT_SCALARS: dict[str, tuple[type, ...]] = {
 
 @dataclass(frozen=True)
 class VariableSpec:
-    """A ``Variable`` digested for fast per-draw checks."""
+    """A ``Variable`` digested for fast per-draw checks (everything derived is computed once)."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
     undefined_ndim: bool
+    #: The dtype is str.
+    is_str: bool = field(init=False)
+    #: Every draw has the same shape and a fixed-size dtype.
+    is_rigid: bool = field(init=False)
+    #: Scalar types passed through unconverted (scalar variables only).
+    _exact_scalars: tuple[type, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        is_str = self.dtype.kind == "U"
+        rigid = not self.undefined_ndim and all(s > 0 for s in self.shape) and not is_str
+        exact = _EXACT_SCALARS.get(self.dtype.name, ()) if self.shape == () and rigid else ()
+        object.__setattr__(self, "is_str", is_str)
+        object.__setattr__(self, "is_rigid", rigid)
+        object.__setattr__(self, "_exact_scalars", exact)
 
     @classmethod
     def from_variable(cls, var: Variable) -> VariableSpec:
         return cls(var.name, numpy_dtype(var.dtype), tuple(var.shape), bool(var.undefined_ndim))
-
-    @property
-    def is_str(self) -> bool:
-        return self.dtype.kind == "U"
-
-    @property
-    def is_rigid(self) -> bool:
-        """Every draw has the same shape and a fixed-size dtype."""
-        return not self.undefined_ndim and all(s > 0 for s in self.shape) and not self.is_str
 
     def validate(self, value: Any) -> np.ndarray:
         """Return ``value`` as an array of the declared dtype, or raise naming the problem.
@@ -65,7 +70,7 @@ class VariableSpec:
         ...) pass through as they are: every store accepts them.
         """
         kind = type(value)
-        if kind in _EXACT_SCALARS.get(self.dtype.name, ()) and self.shape == ():
+        if kind in self._exact_scalars:
             return value
         if (
             kind is np.ndarray
