@@ -50,7 +50,8 @@ def make_backends(names: list[str], workdir: str) -> dict[str, Callable[[], mcb.
 
 def run_workload(
     backend: mcb.Backend, variables: list[tuple[str, tuple[int, ...]]], n: int
-) -> float:
+) -> tuple[float, int | None]:
+    """Seconds to append ``n`` draws and close the run; bytes stored (file backends)."""
     rid = f"bench{time.monotonic_ns()}"
     meta = RunMeta(
         rid=rid,
@@ -58,20 +59,22 @@ def run_workload(
         sample_stats=[Variable("in_warmup", "bool", [])],
     )
     rng = np.random.default_rng(42)
-    pool = [
+    # Distinct random draws (generated before timing): compression sees realistic data.
+    draws = [
         {name: rng.normal(size=shape).astype("float32") for name, shape in variables}
-        for _ in range(16)
+        for _ in range(n)
     ]
     stats = [{"in_warmup": False}, {"in_warmup": True}]
     start = time.perf_counter()
     run = backend.init_run(meta)
     chain = run.init_chain(0)
     for i in range(n):
-        chain.append(pool[i % 16], stats[i % 2])
+        chain.append(draws[i], stats[i % 2])
     run.close()
     elapsed = time.perf_counter() - start
     assert len(chain) == n
-    return elapsed
+    location = getattr(run, "location", None)
+    return elapsed, location.fs.du(location.path) if location is not None else None
 
 
 def main() -> None:
@@ -83,18 +86,23 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="mcbackend-bench-")
     try:
         factories = make_backends(args.backends.split(","), workdir)
-        print(f"{'workload':42s} {'backend':11s} {'draws/s':>10s} {'MiB/s':>8s} {'vs numpy':>8s}")
+        print(
+            f"{'workload':42s} {'backend':11s} {'draws/s':>10s} {'MiB/s':>8s} {'vs numpy':>8s}"
+            f" {'on disk MiB':>11s}"
+        )
         for title, (variables, n) in WORKLOADS.items():
             n = max(int(n * args.scale), 10)
             draw_mib = sum(4 * int(np.prod(s)) for _, s in variables) / 2**20
             baseline = None
             for name, factory in factories.items():
-                elapsed = min(run_workload(factory(), variables, n) for _ in range(args.repeat))
+                results = [run_workload(factory(), variables, n) for _ in range(args.repeat)]
+                elapsed, size = min(results, key=lambda r: r[0])
                 rate = n / elapsed
                 baseline = baseline or rate
+                disk = f"{size / 2**20:11.1f}" if size is not None else f"{'-':>11s}"
                 print(
                     f"{title:42s} {name:11s} {rate:10.0f} {rate * draw_mib:8.1f} "
-                    f"{rate / baseline:7.2f}x"
+                    f"{rate / baseline:7.2f}x {disk}"
                 )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

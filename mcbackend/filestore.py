@@ -153,12 +153,13 @@ class Location:
         else:
             self.fs.pipe({self.file(name): data for name, data in files.items()})
 
-    def read_many(self, names: list[str]) -> dict[str, bytes]:
-        """Read files (paths relative to this directory) in one batch of requests."""
+    def read_many(self, names: list[str], missing_ok: bool = False) -> dict[str, bytes]:
+        """Read files (paths relative to this directory) in one batch of requests; with
+        ``missing_ok`` absent files are left out of the result."""
         if not names:
             return {}
         paths = {self.fs._strip_protocol(self.file(n)): n for n in names}
-        found = self.fs.cat(list(paths), on_error="raise")
+        found = self.fs.cat(list(paths), on_error="omit" if missing_ok else "raise")
         return {paths[self.fs._strip_protocol(p)]: data for p, data in found.items()}
 
     def __str__(self) -> str:

@@ -269,3 +269,25 @@ def test_read_only_directory(fmt, tmp_path):
             backend_class(fmt)(str(tmp_path)).init_run(make_meta([Variable("a", "float64", [])]))
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_crash_before_first_flush_then_resume(fmt, tmp_path):
+    proc = start_writer(fmt, str(tmp_path), "early", 10**6)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "early" / "chain_0").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    run = mcb.open_run(str(tmp_path / "early"))
+    (chain,) = run.get_chains()
+    assert len(chain) == 0
+    assert run.verify() == []
+    for i in range(3):
+        chain.append(expected_draw(i), {"in_warmup": True})
+    run.close()
+    (chain,) = mcb.open_run(str(tmp_path / "early")).get_chains()
+    check_prefix(chain, 3)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ import zarr.storage
 
 from ..core import Backend, Chain, Run
 from ..filestore import (
+    CorruptRunError,
     DrawBuffer,
     Location,
     RunNotFoundError,
@@ -87,7 +88,7 @@ class Column:
         self.attributes = {"mcbackend": {"name": var.name}}
         self.appenders: dict[str, ArrayAppender] = {}
         self._arrays: dict[str, zarr.Array] = {}
-        self._ragged_ends: tuple[int, int] | None = None  # shapes, data entries stored
+        self._unwritten: dict[str, bytes] = {}  # metadata still to write with the next flush
 
     @property
     def is_ragged(self) -> bool:
@@ -95,27 +96,37 @@ class Column:
 
     # ---- writing ------------------------------------------------------------------------
 
-    def create(self, chunk_length: int, compression: Compression) -> dict[str, bytes]:
-        """Empty arrays; returns the metadata documents to write."""
+    def create(self, chunk_length: int, compression: Compression) -> None:
+        """Start empty arrays. Their metadata is written with the first flush, so creating a
+        chain with hundreds of variables costs no writes per variable."""
         if not self.is_ragged:
             self.appenders[""] = ArrayAppender(
                 self.path, self.spec.dtype, self.spec.shape, chunk_length, compression,
                 self.attributes, ["draw", *self.dims],
             )  # fmt: skip
-            return {f"{self.path}/zarr.json": self.appenders[""].document()}
-        self._ragged_ends = (0, 0)
+            self._unwritten = {f"{self.path}/zarr.json": self.appenders[""].document()}
+            return
         for part, dtype, n in [
             ("data", self.spec.dtype, chunk_length * 8),
             ("ndims", np.dtype("int64"), chunk_length),
             ("shapes", np.dtype("int64"), chunk_length),
         ]:
             self.appenders[part] = ArrayAppender(f"{self.path}/{part}", dtype, (), n, compression)
-        docs = {f"{a.path}/zarr.json": a.document() for a in self.appenders.values()}
-        docs[f"{self.path}/zarr.json"] = group_document(self.attributes)
-        return docs
+        self._unwritten = {f"{a.path}/zarr.json": a.document() for a in self.appenders.values()}
+        self._unwritten[f"{self.path}/zarr.json"] = group_document(self.attributes)
 
-    def resume(self, length: int, documents: Mapping[str, bytes]) -> None:
-        """Prepare to append after draw ``length`` of an existing column."""
+    def metadata_paths(self) -> list[str]:
+        parts = [""] if not self.is_ragged else list(RAGGED_PARTS)
+        return [f"{self.path}/{p}".rstrip("/") + "/zarr.json" for p in parts]
+
+    def resume(self, length: int, documents: Mapping[str, bytes], create: Callable) -> None:
+        """Prepare to append after draw ``length`` of an existing column (``create`` starts
+        it afresh when it was never flushed)."""
+        if any(path not in documents for path in self.metadata_paths()):
+            if length:
+                raise CorruptRunError(f"{self.path}: metadata missing for committed draws.")
+            create(self)
+            return
         parts = [""] if not self.is_ragged else list(RAGGED_PARTS)
         for part in parts:
             path = f"{self.path}/{part}".rstrip("/")
@@ -138,12 +149,12 @@ class Column:
 
     def append(self, values: np.ndarray | list[np.ndarray]) -> dict[str, bytes]:
         """Encode the next draws; returns the files to write."""
+        files, self._unwritten = self._unwritten, {}
         if not self.is_ragged:
-            return self.appenders[""].append(np.asarray(values))
+            return files | self.appenders[""].append(np.asarray(values))
         ndims = np.array([v.ndim for v in values], dtype=np.int64)
         shapes = np.array([s for v in values for s in v.shape], dtype=np.int64)
         data = np.concatenate([np.ravel(v) for v in values]) if len(values) else []
-        files: dict[str, bytes] = {}
         for part, rows in [("data", data), ("shapes", shapes), ("ndims", ndims)]:
             files.update(self.appenders[part].append(np.asarray(rows, self.appenders[part].dtype)))
         return files
@@ -277,24 +288,24 @@ class ZarrChain(Chain):
     def _create(self) -> None:
         docs = {f"{self._path}/{s}/zarr.json": group_document({}) for s in ("draws", "stats")}
         for column in self._all_columns():
-            chunks = self._run.chunk_draws or chunk_length_for(column.spec, self._run.flush_every)
-            docs.update(column.create(chunks, self._run.compression))
+            self._create_column(column)
         self._run.location.write_many(docs)
         commit = chain_document(self.cmeta.chain_number, 0)
         self._run.location.write_many({f"{self._path}/zarr.json": commit})
+
+    def _create_column(self, column: Column) -> None:
+        chunks = self._run.chunk_draws or chunk_length_for(column.spec, self._run.flush_every)
+        column.create(chunks, self._run.compression)
 
     def _start_writing(self) -> None:
         """Resume a chain opened from storage: continue after its committed draws."""
         if self._run.read_only:
             raise PermissionError(f"Chain {self.cid} was opened read-only.")
         self._committed = self._stored_length()
-        paths = []
+        paths = [p for column in self._all_columns() for p in column.metadata_paths()]
+        documents = self._run.location.read_many(paths, missing_ok=True)
         for column in self._all_columns():
-            parts = [""] if not column.is_ragged else list(RAGGED_PARTS)
-            paths += [f"{column.path}/{p}/zarr.json".replace("//", "/") for p in parts]
-        documents = self._run.location.read_many(paths)
-        for column in self._all_columns():
-            column.resume(self._committed, documents)
+            column.resume(self._committed, documents, self._create_column)
         self._writing = True
 
     def _append(self, draw, stats) -> None:
@@ -380,6 +391,8 @@ class ZarrRun(Run):
         problems = []
         for chain in self.get_chains():
             committed = len(chain)
+            if not committed:
+                continue  # arrays are written with the first flush
             for column in chain._all_columns():
                 parts = [""] if not column.is_ragged else list(RAGGED_PARTS)
                 for part in parts:
