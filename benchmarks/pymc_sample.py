@@ -48,7 +48,7 @@ def backends(names: list[str], workdir: str):
             import clickhouse_driver
 
             client = clickhouse_driver.Client("127.0.0.1")
-            made[name] = lambda: mcb.ClickHouseBackend(client)
+            made[name] = lambda client=client: mcb.ClickHouseBackend(client)
     return made
 
 
