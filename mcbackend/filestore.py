@@ -27,14 +27,15 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from .backends.numpy import ColumnStore
-from .core import RunExistsError
+from .columns import ColumnStore
+from .core import Backend, Run, RunExistsError
 from .meta import RunMeta
 from .validation import VariableSpec
 
 __all__ = [
     "MARKER",
     "SIDECAR",
+    "FileBackend",
     "Location",
     "DrawBuffer",
     "RunNotFoundError",
@@ -259,6 +260,64 @@ def runs_dataframe(infos: Iterable[RunInfo]):
         for i in infos
     ]
     return pd.DataFrame(rows, columns=["rid", "created_at", "format", "meta"])
+
+
+# ---- the backend -------------------------------------------------------------------------
+
+
+class FileBackend(Backend):
+    """What Zarr and Parquet backends share: runs at ``<root>/<rid>`` with marker and sidecar.
+
+    Subclasses set ``format``, ``format_version`` and ``run_class`` (called as
+    ``run_class(meta, run_dir, **run_options)``), and may extend ``_prepare_run``.
+    """
+
+    format: str
+    format_version: int
+    run_class: type[Run]
+
+    def __init__(
+        self, url_or_path: str, storage_options: Mapping[str, Any] | None, **run_options: Any
+    ) -> None:
+        self.location = Location.from_url(url_or_path, storage_options)
+        self._run_options = run_options
+
+    def _init_run(self, meta: RunMeta) -> Run:
+        if self._run_options.get("read_only"):
+            raise PermissionError(f"{self.location} was opened read-only.")
+        self._check_meta(meta)
+        run_dir = create_run_dir(self.location, meta, self.format, self.format_version)
+        self._prepare_run(run_dir, meta)
+        return self.run_class(meta, run_dir, **self._run_options)
+
+    def _check_meta(self, meta: RunMeta) -> None:
+        """Refuse metadata the format cannot store, before anything is written."""
+
+    def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
+        """Write format-specific files of a new run."""
+
+    def get_run(self, rid: str) -> Run:
+        return self.open_run_dir(self.location.child(rid), **self._run_options)
+
+    @classmethod
+    def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:
+        """Open the run in ``run_dir``, refusing other formats and newer layout versions."""
+        info = read_run_info(run_dir)
+        if info.format != cls.format:
+            raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a {cls.format} run.")
+        if info.format_version > cls.format_version:
+            raise ValueError(
+                f"{run_dir} uses {cls.format} layout v{info.format_version}; this mcbackend "
+                f"reads up to v{cls.format_version}. Upgrade mcbackend."
+            )
+        return cls.run_class(info.meta, run_dir, **run_options)
+
+    def get_runs(self):
+        """A DataFrame of the runs under the root: rid, created_at, format, meta."""
+        return runs_dataframe(i for i in list_runs(self.location) if i.format == self.format)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location.url()!r})"
 
 
 # ---- buffering -----------------------------------------------------------------------------

@@ -28,13 +28,13 @@ def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **optio
     run_dir = Location.from_url(url, storage_options)
     info = read_run_info(run_dir)
     if info.format == "zarr":
-        from .backends.zarr import open_zarr_run
+        from .backends.zarr import ZarrBackend
 
-        return open_zarr_run(run_dir, **options)
+        return ZarrBackend.open_run_dir(run_dir, **options)
     if info.format == "parquet":
-        from .backends.parquet import open_parquet_run
+        from .backends.parquet import ParquetBackend
 
-        return open_parquet_run(run_dir, **options)
+        return ParquetBackend.open_run_dir(run_dir, **options)
     raise RunNotFoundError(f"{run_dir} holds a run of unknown format {info.format!r}.")
 
 

@@ -46,6 +46,8 @@ class VariableSpec:
     undefined_ndim: bool
     #: The dtype is str.
     is_str: bool = field(init=False)
+    #: Draws differ in shape (``-1``/legacy ``0`` in ``shape``, or ``undefined_ndim``).
+    is_ragged: bool = field(init=False)
     #: Every draw has the same shape and a fixed-size dtype.
     is_rigid: bool = field(init=False)
     #: Scalar types passed through unconverted (scalar variables only).
@@ -53,9 +55,11 @@ class VariableSpec:
 
     def __post_init__(self) -> None:
         is_str = self.dtype.kind == "U"
-        rigid = not self.undefined_ndim and all(s > 0 for s in self.shape) and not is_str
+        ragged = self.undefined_ndim or any(s <= 0 for s in self.shape)
+        rigid = not ragged and not is_str
         exact = _EXACT_SCALARS.get(self.dtype.name, ()) if self.shape == () and rigid else ()
         object.__setattr__(self, "is_str", is_str)
+        object.__setattr__(self, "is_ragged", ragged)
         object.__setattr__(self, "is_rigid", rigid)
         object.__setattr__(self, "_exact_scalars", exact)
 

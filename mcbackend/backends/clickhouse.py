@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..columns import as_object_array
 from ..core import Backend, Chain, Run, RunExistsError
 from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
@@ -85,7 +86,7 @@ class ColumnSpec:
 
     @property
     def is_ragged(self) -> bool:
-        return self.spec.undefined_ndim or any(s <= 0 for s in self.spec.shape)
+        return self.spec.is_ragged
 
     @property
     def shape_column(self) -> str:
@@ -136,7 +137,7 @@ class ColumnSpec:
         raw = columns[self.column]
         if self.is_scalar:
             if self.spec.is_str:
-                return _object_rows([np.array(v) for v in raw])
+                return as_object_array([np.array(v) for v in raw])
             return np.array(raw, dtype=self.spec.dtype).reshape(n)
         shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
         out = []
@@ -147,7 +148,7 @@ class ColumnSpec:
             out.append(arr.reshape(tuple(int(s) for s in shape)))
         if self.spec.is_rigid:
             return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
-        return _object_rows(out)
+        return as_object_array(out)
 
     def _storage_dtype(self) -> np.dtype | type:
         if self.spec.is_str:
@@ -163,13 +164,6 @@ def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
     if spec.dtype.kind == "b":
         v = v.astype("uint8")
     return v.tolist()
-
-
-def _object_rows(values: list) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
 
 
 def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..columns import ColumnStore
 from ..core import Chain
 from ..meta import ChainMeta, RunMeta
-from .numpy import ColumnStore, NumPyBackend, NumPyRun
+from .numpy import NumPyBackend, NumPyRun
 
 __all__ = ["NullBackend", "NullChain", "NullRun"]
 

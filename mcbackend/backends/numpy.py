@@ -2,70 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
-import numpy as np
-
+from ..columns import ColumnStore
 from ..core import Backend, Chain, Run, RunExistsError
 from ..meta import ChainMeta, RunMeta
-from ..validation import VariableSpec
 
-__all__ = ["NumPyBackend", "NumPyChain", "NumPyRun", "ColumnStore"]
-
-
-class ColumnStore:
-    """Growable columns of values, one per variable.
-
-    Rigid variables live in preallocated arrays of the exact declared dtype that double when
-    full; others (dynamic shapes, str) live in lists of per-draw arrays.
-    """
-
-    def __init__(self, specs: Iterable[VariableSpec], preallocate: int) -> None:
-        self.specs = {s.name: s for s in specs}
-        self.length = 0
-        self._capacity = max(int(preallocate), 0)
-        self.columns: dict[str, np.ndarray | list[np.ndarray]] = {
-            name: np.empty((self._capacity, *s.shape), dtype=s.dtype) if s.is_rigid else []
-            for name, s in self.specs.items()
-        }
-
-    def append(self, values: dict[str, np.ndarray]) -> None:
-        if self.length == self._capacity:
-            self._grow()
-        i = self.length
-        for name, value in values.items():
-            column = self.columns[name]
-            if isinstance(column, list):
-                column.append(value)
-            else:
-                column[i] = value
-        self.length += 1
-
-    def _grow(self) -> None:
-        self._capacity = max(2 * self._capacity, 1)
-        for name, column in self.columns.items():
-            if isinstance(column, np.ndarray):
-                grown = np.empty((self._capacity, *column.shape[1:]), dtype=column.dtype)
-                grown[: self.length] = column[: self.length]
-                self.columns[name] = grown
-
-    def get(self, name: str, slc: slice) -> np.ndarray:
-        column = self.columns[name]
-        if isinstance(column, np.ndarray):
-            return column[: self.length][slc].copy()
-        return as_object_array(column[: self.length][slc])
-
-    def get_at(self, name: str, idx: int) -> np.ndarray:
-        value = self.columns[name][idx]
-        return value.copy() if isinstance(value, np.ndarray) else np.asarray(value)
-
-
-def as_object_array(values: Sequence[np.ndarray]) -> np.ndarray:
-    """A 1-d object array holding one array per draw (never a stacked 2-d array)."""
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
+__all__ = ["NumPyBackend", "NumPyChain", "NumPyRun"]
 
 
 class NumPyChain(Chain):

@@ -31,19 +31,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core import Backend, Chain, Run
+from ..columns import as_object_array
+from ..core import Chain, Run
 from ..filestore import (
     DrawBuffer,
+    FileBackend,
     Location,
-    RunNotFoundError,
     auto_flush_every,
-    create_run_dir,
-    list_runs,
     positions,
     read_positions,
-    read_run_info,
     register_for_exit_flush,
-    runs_dataframe,
 )
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
@@ -68,7 +65,7 @@ class ColumnSpec:
 
     @property
     def is_ragged(self) -> bool:
-        return self.spec.undefined_ndim or any(s <= 0 for s in self.spec.shape)
+        return self.spec.is_ragged
 
     @property
     def shape_column(self) -> str:
@@ -141,7 +138,7 @@ class ColumnSpec:
             flat = self._flat_values(column, depth=len(self.spec.shape))
             values = flat.reshape((n, *self.spec.shape))
             if self.spec.is_str:
-                return _object_rows([values[i, ...] for i in range(n)])
+                return as_object_array([values[i, ...] for i in range(n)])
             return values
         flat = self._flat_values(column.flatten(), depth=0)
         shapes = table.column(self.shape_column).to_pylist()
@@ -149,7 +146,7 @@ class ColumnSpec:
         out = []
         for i, shape in enumerate(shapes):
             out.append(flat[offsets[i] : offsets[i + 1]].reshape(tuple(shape)))
-        return _object_rows(out)
+        return as_object_array(out)
 
     def _flat_values(self, arr: pa.Array, depth: int) -> np.ndarray:
         for _ in range(depth):
@@ -164,13 +161,6 @@ class ColumnSpec:
 
 def _str_rows(values, spec: VariableSpec) -> np.ndarray:
     return np.array([np.asarray(v) for v in values]).reshape((len(values), *spec.shape))
-
-
-def _object_rows(values: list) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
 
 
 def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
@@ -444,7 +434,7 @@ class ParquetRun(Run):
         return [self._chains[n] for n in sorted(self._chains)]
 
 
-class ParquetBackend(Backend):
+class ParquetBackend(FileBackend):
     """Stores each run as Parquet files under ``<url_or_path>/<rid>`` on any fsspec filesystem.
 
     Parameters
@@ -463,6 +453,10 @@ class ParquetBackend(Backend):
         Open runs for reading only.
     """
 
+    format = FORMAT
+    format_version = FORMAT_VERSION
+    run_class = ParquetRun
+
     def __init__(
         self,
         url_or_path: str,
@@ -474,8 +468,9 @@ class ParquetBackend(Backend):
         compact: bool = True,
         read_only: bool = False,
     ) -> None:
-        self.location = Location.from_url(url_or_path, storage_options)
-        self._run_options = dict(
+        super().__init__(
+            url_or_path,
+            storage_options,
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             compression=compression,
@@ -483,31 +478,5 @@ class ParquetBackend(Backend):
             read_only=read_only,
         )
 
-    def _init_run(self, meta: RunMeta) -> ParquetRun:
-        if self._run_options["read_only"]:
-            raise PermissionError(f"{self.location} was opened read-only.")
+    def _check_meta(self, meta: RunMeta) -> None:
         arrow_schema(meta, 0)
-        run_dir = create_run_dir(self.location, meta, FORMAT, FORMAT_VERSION)
-        return ParquetRun(meta, run_dir, **self._run_options)
-
-    def get_run(self, rid: str) -> ParquetRun:
-        return open_parquet_run(self.location.child(rid), **self._run_options)
-
-    def get_runs(self):
-        """A DataFrame of the runs under the root: rid, created_at, format, meta."""
-        return runs_dataframe(i for i in list_runs(self.location) if i.format == FORMAT)
-
-    def __repr__(self) -> str:
-        return f"ParquetBackend({self.location.url()!r})"
-
-
-def open_parquet_run(run_dir: Location, **options) -> ParquetRun:
-    info = read_run_info(run_dir)
-    if info.format != FORMAT:
-        raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a Parquet run.")
-    if info.format_version > FORMAT_VERSION:
-        raise ValueError(
-            f"{run_dir} uses Parquet layout v{info.format_version}; this mcbackend reads up "
-            f"to v{FORMAT_VERSION}. Upgrade mcbackend."
-        )
-    return ParquetRun(info.meta, run_dir, **options)

@@ -25,21 +25,18 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from ..core import Backend, Chain, Run
+from ..columns import as_object_array
+from ..core import Chain, Run
 from ..filestore import (
     CorruptRunError,
     DrawBuffer,
+    FileBackend,
     Location,
-    RunNotFoundError,
     auto_flush_every,
-    create_run_dir,
     encode_name,
-    list_runs,
     positions,
     read_positions,
-    read_run_info,
     register_for_exit_flush,
-    runs_dataframe,
 )
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
@@ -92,7 +89,7 @@ class Column:
 
     @property
     def is_ragged(self) -> bool:
-        return self.spec.undefined_ndim or any(s <= 0 for s in self.spec.shape)
+        return self.spec.is_ragged
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -183,7 +180,7 @@ class Column:
         if not self.is_ragged:
             values = self._read_raw("", lo, hi)
             if self.spec.is_str:
-                return _object_rows([values[i, ...] for i in range(len(values))])
+                return as_object_array([values[i, ...] for i in range(len(values))])
             return values
         ndims = self._read_raw("ndims", 0, hi)
         shape_offsets = np.concatenate([[0], np.cumsum(ndims)]).astype(np.int64)
@@ -196,7 +193,7 @@ class Column:
             shape = tuple(shapes[shape_offsets[i] : shape_offsets[i + 1]])
             values = flat[data_offsets[i] - base : data_offsets[i + 1] - base]
             out.append(values.reshape(shape).astype(self.spec.dtype, copy=False))
-        return _object_rows(out)
+        return as_object_array(out)
 
 
 def _offsets(ndims: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,13 +233,6 @@ def _dims(var: Variable) -> list[str]:
 def _to_str(values: np.ndarray) -> np.ndarray:
     """Zarr returns variable-length ``StringDType``; mcbackend hands out fixed-width ``str``."""
     return np.asarray(values).astype(object).astype(str)
-
-
-def _object_rows(values: list[np.ndarray]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
 
 
 def chain_document(chain_number: int, draws: int) -> bytes:
@@ -408,7 +398,7 @@ class ZarrRun(Run):
         return numbers
 
 
-class ZarrBackend(Backend):
+class ZarrBackend(FileBackend):
     """Stores each run as a Zarr v3 group at ``<url_or_path>/<rid>`` on any fsspec filesystem.
 
     Parameters
@@ -432,6 +422,10 @@ class ZarrBackend(Backend):
         Open runs for reading only.
     """
 
+    format = FORMAT
+    format_version = FORMAT_VERSION
+    run_class = ZarrRun
+
     def __init__(
         self,
         url_or_path: str,
@@ -443,10 +437,11 @@ class ZarrBackend(Backend):
         compression: str | Compression | None = "blosc",
         read_only: bool = False,
     ) -> None:
-        self.location = Location.from_url(url_or_path, storage_options)
         if not isinstance(compression, Compression):
             compression = Compression(compression)
-        self._run_options = dict(
+        super().__init__(
+            url_or_path,
+            storage_options,
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             chunk_draws=chunk_draws,
@@ -454,32 +449,6 @@ class ZarrBackend(Backend):
             read_only=read_only,
         )
 
-    def _init_run(self, meta: RunMeta) -> ZarrRun:
-        if self._run_options["read_only"]:
-            raise PermissionError(f"{self.location} was opened read-only.")
-        run_dir = create_run_dir(self.location, meta, FORMAT, FORMAT_VERSION)
+    def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
         marker = {"format": FORMAT, "format_version": FORMAT_VERSION, "rid": meta.rid}
         run_dir.write_many({"zarr.json": group_document({"mcbackend": marker})})
-        return ZarrRun(meta, run_dir, **self._run_options)
-
-    def get_run(self, rid: str) -> ZarrRun:
-        return open_zarr_run(self.location.child(rid), **self._run_options)
-
-    def get_runs(self):
-        """A DataFrame of the runs under the root: rid, created_at, format, meta."""
-        return runs_dataframe(i for i in list_runs(self.location) if i.format == FORMAT)
-
-    def __repr__(self) -> str:
-        return f"ZarrBackend({self.location.url()!r})"
-
-
-def open_zarr_run(run_dir: Location, **options) -> ZarrRun:
-    info = read_run_info(run_dir)
-    if info.format != FORMAT:
-        raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a Zarr run.")
-    if info.format_version > FORMAT_VERSION:
-        raise ValueError(
-            f"{run_dir} uses Zarr layout v{info.format_version}; this mcbackend reads up to "
-            f"v{FORMAT_VERSION}. Upgrade mcbackend."
-        )
-    return ZarrRun(info.meta, run_dir, **options)
