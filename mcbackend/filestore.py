@@ -259,7 +259,8 @@ def runs_dataframe(infos: Iterable[RunInfo]):
         {"rid": i.rid, "created_at": i.created_at, "format": i.format, "meta": i.meta}
         for i in infos
     ]
-    return pd.DataFrame(rows, columns=["rid", "created_at", "format", "meta"])
+    frame = pd.DataFrame(rows, columns=["rid", "created_at", "format", "meta"])
+    return frame.set_index("rid", drop=False)
 
 
 # ---- the backend -------------------------------------------------------------------------

@@ -408,14 +408,17 @@ class ClickHouseBackend(Backend):
         return ClickHouseRun(meta, self, created_at)
 
     def get_runs(self):
-        """A DataFrame of all runs: created_at, rid, meta."""
+        """A DataFrame of all runs, indexed by rid: rid, created_at, meta (the ``RunMeta``;
+        also as ``proto``, the column name of earlier mcbackend releases)."""
         import pandas as pd
 
         rows = self.client.execute("SELECT created_at, rid, proto FROM runs ORDER BY created_at")
-        return pd.DataFrame(
-            [(c, r, RunMeta.parse(base64.b64decode(p))) for c, r, p in rows],
-            columns=["created_at", "rid", "meta"],
+        metas = [RunMeta.parse(base64.b64decode(p)) for _, _, p in rows]
+        frame = pd.DataFrame(
+            {"rid": [r for _, r, _ in rows], "created_at": [c for c, _, _ in rows], "meta": metas}
         )
+        frame["proto"] = frame["meta"]
+        return frame.set_index("rid", drop=False)
 
     def get_run(self, rid: str) -> ClickHouseRun:
         rows = self.client.execute(
