@@ -370,6 +370,12 @@ class ClickHouseBackend(Backend):
         self.types = ServerTypes(tuple(int(p) for p in version.split(".")[:2]))
         self._ensure_tables()
 
+    def close(self) -> None:
+        """Refuse new runs and disconnect the clients this backend made with ``client_fn``."""
+        super().close()
+        if self.client_fn is not None:
+            self.client.disconnect()
+
     @classmethod
     def from_url(cls, *, host: str, port: int, database: str, user: str, password: str):
         import clickhouse_driver
