@@ -128,3 +128,14 @@ def test_reading_one_variable_reads_only_its_column(tmp_path, monkeypatch):
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
     chain.get_draws("mu", slice(5, 7))
     assert requested == [["mu"]]
+
+
+def test_large_files_are_not_compacted(tmp_path, monkeypatch):
+    from mcbackend.backends import parquet
+
+    monkeypatch.setattr(parquet, "COMPACT_BELOW", 1)  # every file counts as large
+    meta, draws = _sample_run(tmp_path)
+    files = sorted(p.name for p in (tmp_path / meta.rid / "chain_0").glob("*.parquet"))
+    assert files == [parquet.part_name(0, 4), parquet.part_name(4, 8), parquet.part_name(8, 10)]
+    chain = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0]
+    np.testing.assert_array_equal(chain.get_draws("mu"), [d["mu"] for d in draws])

@@ -9,8 +9,9 @@
 Every flush writes one new file holding one row group, atomically (a rename on local disk, a
 single PUT on object stores), so a crash never leaves a file readers trip on. The committed
 length of a chain is the end of the unbroken sequence of files from draw 0. Closing a chain
-compacts its files into one multi-row-group file and then deletes the parts it covers;
-readers always pick, from draw 0 on, the file reaching furthest.
+whose files are small (under ``COMPACT_BELOW`` on average) compacts them into one
+multi-row-group file and then deletes the parts it covers; files already of a good row-group
+size stay as they are. Readers always pick, from draw 0 on, the file reaching furthest.
 
 Columns: ``draw`` (int64), one per variable (its name), one per stat (``stats/<name>``).
 Scalars are plain columns, fixed shapes nested fixed-size lists, complex numbers a trailing
@@ -49,6 +50,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ParquetBackend", "ParquetChain", "Parque
 
 FORMAT = "parquet"
 FORMAT_VERSION = 1
+FLUSH_TARGET_BYTES = 32 << 20  # Parquet favours large row groups
+COMPACT_BELOW = 8 << 20  # average file size under which closing a chain compacts it
 _PART = re.compile(r"^(part|data)-(\d{12})-(\d{12})\.parquet$")
 
 
@@ -292,10 +295,12 @@ class ParquetChain(Chain):
         return pa.Table.from_pydict(arrays, schema=self._schema)
 
     def close(self) -> None:
-        """Flush, then compact the chain into one file with one row group per flush."""
+        """Flush, then compact small files into one with one row group per flush."""
         self.flush()
         if self._run.compact and len(self._parts) > 1 and not self._run.read_only:
-            self._compact()
+            sizes = [self._dir.fs.size(self._dir.file(p.name)) for p in self._parts]
+            if sum(sizes) / len(sizes) < COMPACT_BELOW:
+                self._compact()
 
     def _compact(self) -> None:
         parts = list(self._parts)
@@ -386,7 +391,7 @@ class ParquetRun(Run):
         super().__init__(meta)
         arrow_schema(meta, 0)  # refuse colliding column names early
         self.location = location
-        self.flush_every = flush_every or auto_flush_every(meta)
+        self.flush_every = flush_every or auto_flush_every(meta, FLUSH_TARGET_BYTES)
         self.flush_seconds = flush_seconds
         self.compression = compression
         self.compact = compact
@@ -443,12 +448,12 @@ class ParquetBackend(FileBackend):
         Root directory (local path or fsspec URL) and fsspec options.
     flush_every, flush_seconds
         Flush (write one file) when the chain length reaches a multiple of ``flush_every``
-        (default: about 4 MiB of draws), or at the first append ``flush_seconds`` after the
-        oldest unflushed draw.
+        (default: about 32 MiB of draws, at most 16384), or at the first append
+        ``flush_seconds`` after the oldest unflushed draw.
     compression
         Parquet compression codec (``"zstd"``, ``"snappy"``, ``None``...).
     compact
-        Merge a chain's files into one when it closes.
+        Merge a chain's files into one when it closes, if they average under 8 MiB.
     read_only
         Open runs for reading only.
     """
