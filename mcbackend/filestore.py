@@ -36,6 +36,7 @@ __all__ = [
     "MARKER",
     "SIDECAR",
     "FileBackend",
+    "FlushError",
     "Location",
     "DrawBuffer",
     "RunNotFoundError",
@@ -383,6 +384,22 @@ def auto_flush_every(meta: RunMeta, target_bytes: int = 4 << 20) -> int:
         draw_bytes += size * (spec.dtype.itemsize or 16)
     draws = max(target_bytes // max(draw_bytes, 1), 1)
     return int(np.clip(2 ** int(np.log2(draws)), 64, 16384))
+
+
+class FlushError(OSError):
+    """Writing buffered draws failed; they stay buffered and the next flush retries them."""
+
+
+def flush_buffered(chain: Any) -> None:
+    """A count/time flush from ``append``: a failure says that the draw itself was kept."""
+    try:
+        chain.flush()
+    except Exception as ex:
+        raise FlushError(
+            f"The draw was appended (chain {chain.cid} now has {len(chain)} draws), but "
+            f"writing the buffered draws failed: {ex}. They stay buffered; the next flush "
+            "retries them."
+        ) from ex
 
 
 # ---- flushing at exit ----------------------------------------------------------------------

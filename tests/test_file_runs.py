@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import mcbackend as mcb
-from mcbackend.filestore import CorruptRunError, RunNotFoundError
+from mcbackend.filestore import CorruptRunError, FlushError, RunNotFoundError
 from mcbackend.meta import Variable
 
 from .conformance import make_meta, random_draws
@@ -291,3 +291,40 @@ def test_crash_before_first_flush_then_resume(fmt, tmp_path):
     run.close()
     (chain,) = mcb.open_run(str(tmp_path / "early")).get_chains()
     check_prefix(chain, 3)
+
+
+def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch):
+    """A write that fails (full disk, lost connection) loses nothing: the next flush retries."""
+    from mcbackend.filestore import Location
+
+    backend = backend_class(fmt)(str(tmp_path), flush_every=4, flush_seconds=None)
+    meta = make_meta([Variable("a", "float64", [2]), Variable("r", "int32", [-1])])
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    draws = random_draws(meta.variables, 11)
+    for d in draws[:5]:
+        chain.append(d)  # one flush done, one draw buffered
+    original = Location.write_many
+    failures = []
+
+    def failing_write(self, files):
+        if any(".parquet" in name or "/c/" in name for name in files):
+            failures.append(list(files))
+            raise OSError("No space left on device")
+        return original(self, files)
+
+    monkeypatch.setattr(Location, "write_many", failing_write)
+    for d in draws[5:7]:
+        chain.append(d)
+    with pytest.raises(FlushError, match="draw was appended .* now has 8 draws.*No space left"):
+        chain.append(draws[7])  # the count flush fails
+    assert failures and len(chain) == 8
+    monkeypatch.setattr(Location, "write_many", original)
+    for d in draws[8:]:
+        chain.append(d)
+    run.close()
+    (chain,) = mcb.open_run(str(tmp_path / meta.rid)).get_chains()
+    assert len(chain) == 11
+    np.testing.assert_array_equal(chain.get_draws("a"), [d["a"] for d in draws])
+    for got, d in zip(chain.get_draws("r"), draws):
+        np.testing.assert_array_equal(got, d["r"])

@@ -39,6 +39,7 @@ from ..filestore import (
     FileBackend,
     Location,
     auto_flush_every,
+    flush_buffered,
     positions,
     read_positions,
     register_for_exit_flush,
@@ -272,7 +273,7 @@ class ParquetChain(Chain):
             self._writing = True
         self._buffer.append(draw, stats)
         if self._buffer.due(self._committed):
-            self.flush()
+            flush_buffered(self)
 
     def flush(self) -> None:
         """Write the buffered draws as one new Parquet file (one row group)."""

@@ -34,6 +34,7 @@ from ..filestore import (
     Location,
     auto_flush_every,
     encode_name,
+    flush_buffered,
     positions,
     read_positions,
     register_for_exit_flush,
@@ -303,21 +304,28 @@ class ZarrChain(Chain):
             self._start_writing()
         self._buffer.append(draw, stats)
         if self._buffer.due(self._committed):
-            self.flush()
+            flush_buffered(self)
 
     def flush(self) -> None:
         """Write buffered draws in one batch, then the new draw count (the commit point)."""
         n = len(self._buffer)
         if not n:
             return
-        files: dict[str, bytes] = {}
-        for is_stat, columns in self._columns.items():
-            buffered = self._buffer.columns(is_stat).columns
-            for name, column in columns.items():
-                files.update(column.append(buffered[name][:n]))
-        self._run.location.write_many(files)
-        doc = chain_document(self.cmeta.chain_number, self._committed + n)
-        self._run.location.write_many({f"{self._path}/zarr.json": doc})
+        if not self._writing:
+            self._start_writing()
+        try:
+            files: dict[str, bytes] = {}
+            for is_stat, columns in self._columns.items():
+                buffered = self._buffer.columns(is_stat).columns
+                for name, column in columns.items():
+                    files.update(column.append(buffered[name][:n]))
+            self._run.location.write_many(files)
+            doc = chain_document(self.cmeta.chain_number, self._committed + n)
+            self._run.location.write_many({f"{self._path}/zarr.json": doc})
+        except BaseException:
+            # The draws stay buffered; the column writers restart from storage next time.
+            self._writing = False
+            raise
         self._committed += n
         self._buffer.reset()
 
