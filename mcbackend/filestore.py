@@ -28,14 +28,15 @@ import fsspec
 import numpy as np
 
 from .columns import ColumnStore
-from .core import Backend, Run, RunExistsError
-from .meta import RunMeta
+from .core import Backend, Chain, Run, RunExistsError
+from .meta import ChainMeta, RunMeta
 from .validation import VariableSpec
 
 __all__ = [
     "MARKER",
     "SIDECAR",
     "FileBackend",
+    "FileRun",
     "FlushError",
     "Location",
     "DrawBuffer",
@@ -262,6 +263,58 @@ def runs_dataframe(infos: Iterable[RunInfo]):
     ]
     frame = pd.DataFrame(rows, columns=["rid", "created_at", "format", "meta"])
     return frame.set_index("rid", drop=False)
+
+
+# ---- runs and backends ---------------------------------------------------------------------
+
+
+class FileRun(Run):
+    """What Zarr and Parquet runs share: a location, flush settings and ``chain_<n>`` folders.
+
+    Subclasses set ``chain_class`` (called as ``chain_class(cmeta, run, created=...)``; a
+    created chain makes its folder) and ``chain_marker``, the file a chain folder holds.
+    """
+
+    chain_class: type[Chain]
+    chain_marker: str
+    flush_target_bytes: int = 4 << 20
+
+    def __init__(
+        self,
+        meta: RunMeta,
+        location: Location,
+        *,
+        flush_every: int | None = None,
+        flush_seconds: float | None = 10.0,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(meta)
+        self.location = location
+        self.flush_every = flush_every or auto_flush_every(meta, self.flush_target_bytes)
+        self.flush_seconds = flush_seconds
+        self.read_only = read_only
+        self._chains: dict[int, Chain] = {}
+
+    @property
+    def url(self) -> str:
+        return self.location.url()
+
+    def _init_chain(self, chain_number: int) -> Chain:
+        if self.read_only:
+            raise PermissionError(f"Run {self.meta.rid} was opened read-only.")
+        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
+        self._chains[chain_number] = self.chain_class(cmeta, self, created=True)
+        return self._chains[chain_number]
+
+    def get_chains(self) -> list[Chain]:
+        for name in self.location.listdir():
+            number = name.removeprefix("chain_")
+            if not number.isdigit() or int(number) in self._chains:
+                continue
+            if self.location.exists(f"{name}/{self.chain_marker}"):
+                cmeta = ChainMeta(rid=self.meta.rid, chain_number=int(number))
+                self._chains[int(number)] = self.chain_class(cmeta, self)
+        return [self._chains[n] for n in sorted(self._chains)]
 
 
 # ---- the backend -------------------------------------------------------------------------

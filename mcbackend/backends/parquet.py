@@ -33,12 +33,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..columns import as_object_array
-from ..core import Chain, Run
+from ..core import Chain
 from ..filestore import (
     DrawBuffer,
     FileBackend,
+    FileRun,
     Location,
-    auto_flush_every,
     flush_buffered,
     positions,
     read_positions,
@@ -239,10 +239,12 @@ def part_name(start: int, stop: int, prefix: str = "part") -> str:
 class ParquetChain(Chain):
     """A chain stored as Parquet files; appends are buffered, each flush is one new file."""
 
-    def __init__(self, cmeta: ChainMeta, run: ParquetRun) -> None:
+    def __init__(self, cmeta: ChainMeta, run: ParquetRun, *, created: bool = False) -> None:
         super().__init__(cmeta, run.meta)
         self._run = run
         self._dir = run.location.child(f"chain_{cmeta.chain_number}")
+        if created:
+            self._dir.write_many({ParquetRun.chain_marker: b""})
         self._columns = column_specs(run.meta)
         self._schema = arrow_schema(run.meta, cmeta.chain_number)
         self._buffer = DrawBuffer(
@@ -375,42 +377,26 @@ def _is_fixed_list(f: pa.Field) -> bool:
     return pa.types.is_fixed_size_list(f.type)
 
 
-class ParquetRun(Run):
+class ParquetRun(FileRun):
     """A run stored as Parquet files under ``<root>/<rid>``."""
+
+    chain_class = ParquetChain
+    chain_marker = ".chain"
+    flush_target_bytes = FLUSH_TARGET_BYTES
 
     def __init__(
         self,
         meta: RunMeta,
         location: Location,
         *,
-        flush_every: int | None = None,
-        flush_seconds: float | None = 10.0,
         compression: str | None = "zstd",
         compact: bool = True,
-        read_only: bool = False,
+        **options,
     ) -> None:
-        super().__init__(meta)
         arrow_schema(meta, 0)  # refuse colliding column names early
-        self.location = location
-        self.flush_every = flush_every or auto_flush_every(meta, FLUSH_TARGET_BYTES)
-        self.flush_seconds = flush_seconds
+        super().__init__(meta, location, **options)
         self.compression = compression
         self.compact = compact
-        self.read_only = read_only
-        self._chains: dict[int, ParquetChain] = {}
-
-    @property
-    def url(self) -> str:
-        return self.location.url()
-
-    def _init_chain(self, chain_number: int) -> ParquetChain:
-        if self.read_only:
-            raise PermissionError(f"Run {self.meta.rid} was opened read-only.")
-        self.location.fs.makedirs(self.location.file(f"chain_{chain_number}"), exist_ok=True)
-        self.location.write_many({f"chain_{chain_number}/.chain": b""})
-        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
-        self._chains[chain_number] = ParquetChain(cmeta, self)
-        return self._chains[chain_number]
 
     def verify(self) -> list[str]:
         """Read every row group of every file (checking page CRCs); the problems found."""
@@ -430,14 +416,6 @@ class ParquetRun(Run):
                 except Exception as ex:
                     problems.append(f"{path}: unreadable: {ex}")
         return problems
-
-    def get_chains(self) -> list[ParquetChain]:
-        for name in self.location.listdir():
-            number = name.removeprefix("chain_")
-            if number.isdigit() and int(number) not in self._chains:
-                cmeta = ChainMeta(rid=self.meta.rid, chain_number=int(number))
-                self._chains[int(number)] = ParquetChain(cmeta, self)
-        return [self._chains[n] for n in sorted(self._chains)]
 
 
 class ParquetBackend(FileBackend):

@@ -26,13 +26,13 @@ import zarr
 import zarr.storage
 
 from ..columns import as_object_array
-from ..core import Chain, Run
+from ..core import Chain
 from ..filestore import (
     CorruptRunError,
     DrawBuffer,
     FileBackend,
+    FileRun,
     Location,
-    auto_flush_every,
     encode_name,
     flush_buffered,
     positions,
@@ -342,47 +342,25 @@ class ZarrChain(Chain):
         return read_positions(positions(slc, len(self)), column.read)
 
 
-class ZarrRun(Run):
+class ZarrRun(FileRun):
     """A run stored as a Zarr group at ``<root>/<rid>``."""
+
+    chain_class = ZarrChain
+    chain_marker = "zarr.json"
 
     def __init__(
         self,
         meta: RunMeta,
         location: Location,
         *,
-        flush_every: int | None = None,
-        flush_seconds: float | None = 10.0,
         chunk_draws: int | None = None,
         compression: Compression | None = None,
-        read_only: bool = False,
+        **options,
     ) -> None:
-        super().__init__(meta)
-        self.location = location
-        self.flush_every = flush_every or auto_flush_every(meta)
-        self.flush_seconds = flush_seconds
+        super().__init__(meta, location, **options)
         self.chunk_draws = chunk_draws
         self.compression = compression or Compression()
-        self.read_only = read_only
-        self.store = open_store(location, read_only=read_only)
-        self._chains: dict[int, ZarrChain] = {}
-
-    @property
-    def url(self) -> str:
-        return self.location.url()
-
-    def _init_chain(self, chain_number: int) -> ZarrChain:
-        if self.read_only:
-            raise PermissionError(f"Run {self.meta.rid} was opened read-only.")
-        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
-        self._chains[chain_number] = ZarrChain(cmeta, self, created=True)
-        return self._chains[chain_number]
-
-    def get_chains(self) -> list[ZarrChain]:
-        for number in self._stored_chain_numbers():
-            if number not in self._chains:
-                cmeta = ChainMeta(rid=self.meta.rid, chain_number=number)
-                self._chains[number] = ZarrChain(cmeta, self)
-        return [self._chains[n] for n in sorted(self._chains)]
+        self.store = open_store(location, read_only=self.read_only)
 
     def verify(self) -> list[str]:
         """Read every stored chunk (zarr-python checks each one's CRC-32C); the problems found."""
@@ -396,14 +374,6 @@ class ZarrRun(Run):
                 for part in parts:
                     problems += _verify_array(column, part, committed)
         return problems
-
-    def _stored_chain_numbers(self) -> list[int]:
-        numbers = []
-        for name in self.location.listdir():
-            number = name.removeprefix("chain_")
-            if number.isdigit() and self.location.exists(f"{name}/zarr.json"):
-                numbers.append(int(number))
-        return numbers
 
 
 class ZarrBackend(FileBackend):
