@@ -92,3 +92,18 @@ def test_extended_value_array():
     ev = python_to_extended_value(np.arange(3, dtype="uint8"))
     back = extended_value_to_python(mcb.ExtendedValue.parse(bytes(ev)))
     assert back.dtype == np.uint8
+
+
+def test_generated_code_is_up_to_date():
+    """mcbackend/pb is what protobufs/generate.py makes of the committed schemas."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("grpc_tools")
+    script = Path(__file__).resolve().parent.parent / "protobufs" / "generate.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "up to date" in result.stdout
