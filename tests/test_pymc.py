@@ -136,3 +136,14 @@ def test_bad_backends_fail_before_sampling(tmp_path):
     with pytest.raises(OSError, match="Cannot write the run"):
         sample(mcb.ZarrBackend(str(blocker / "runs")))
     assert len(mcb.ZarrBackend(str(tmp_path)).get_runs()) == 1
+
+
+def test_parallel_chains_into_zarr(tmp_path):
+    """PyMC's default on multi-core machines: chains in worker processes, recorded here."""
+    backend = mcb.ZarrBackend(str(tmp_path))
+    with model(observed_container=True):
+        idata = pm.sample(
+            tune=TUNE, draws=DRAWS, chains=2, cores=2, trace=backend, random_seed=3,
+            progressbar=False, compute_convergence_checks=False,
+        )  # fmt: skip
+    check_run(backend.get_run(backend.get_runs().rid.iloc[0]), idata)
