@@ -39,6 +39,11 @@ class ColumnStore:
                 column[i] = value
         self.length += 1
 
+    def extend(self, other: ColumnStore) -> None:
+        """Append every row of ``other`` (same variables)."""
+        for i in range(other.length):
+            self.append({name: column[i] for name, column in other.columns.items()})
+
     def _grow(self) -> None:
         self._capacity = max(2 * self._capacity, 1)
         for name, column in self.columns.items():

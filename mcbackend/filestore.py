@@ -21,6 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from .validation import VariableSpec
 __all__ = [
     "MARKER",
     "SIDECAR",
+    "BufferedChain",
     "FileBackend",
     "FileRun",
     "FlushError",
@@ -286,12 +288,14 @@ class FileRun(Run):
         *,
         flush_every: int | None = None,
         flush_seconds: float | None = 10.0,
+        background_flush: bool = True,
         read_only: bool = False,
     ) -> None:
         super().__init__(meta)
         self.location = location
         self.flush_every = flush_every or auto_flush_every(meta, self.flush_target_bytes)
         self.flush_seconds = flush_seconds
+        self.background_flush = background_flush
         self.read_only = read_only
         self._chains: dict[int, Chain] = {}
 
@@ -427,6 +431,23 @@ class DrawBuffer:
     def columns(self, is_stat: bool) -> ColumnStore:
         return self.stats if is_stat else self.draws
 
+    def empty_like(self) -> DrawBuffer:
+        return DrawBuffer(
+            self._draw_specs,
+            self._stat_specs,
+            flush_every=self.flush_every,
+            flush_seconds=self.flush_seconds,
+        )
+
+    def merged_with(self, later: DrawBuffer) -> DrawBuffer:
+        """A buffer holding this buffer's draws, then ``later``'s."""
+        merged = self.empty_like()
+        for part in (self, later):
+            merged.draws.extend(part.draws)
+            merged.stats.extend(part.stats)
+        merged.started = self.started
+        return merged
+
 
 def auto_flush_every(meta: RunMeta, target_bytes: int = 4 << 20) -> int:
     """A power of two of draws that buffers about ``target_bytes`` (64 to 16384 draws)."""
@@ -443,16 +464,134 @@ class FlushError(OSError):
     """Writing buffered draws failed; they stay buffered and the next flush retries them."""
 
 
-def flush_buffered(chain: Any) -> None:
-    """A count/time flush from ``append``: a failure says that the draw itself was kept."""
-    try:
-        chain.flush()
-    except Exception as ex:
-        raise FlushError(
-            f"The draw was appended (chain {chain.cid} now has {len(chain)} draws), but "
-            f"writing the buffered draws failed: {ex}. They stay buffered; the next flush "
-            "retries them."
-        ) from ex
+class BufferedChain(Chain):
+    """Buffering and flushing shared by the file backends' chains.
+
+    Appends collect in a ``DrawBuffer``. When a flush is due (by count or time), the buffer is
+    handed to a background thread that writes it while appends go on into a fresh buffer; at
+    most one write is under way per chain. ``flush()`` (and every read) waits for it and writes
+    the rest in the calling thread. A failed write loses nothing: its draws go back in front of
+    the buffer, the writer restarts from storage, and the next flush retries.
+
+    Subclasses implement ``_stored_length`` (committed draws, read from storage), ``_resume``
+    (prepare appending after them; sets ``_committed``) and ``_write(buffer, start, n)``
+    (write ``n`` buffered draws as draws ``start...``, commit point last).
+    """
+
+    def __init__(self, cmeta: ChainMeta, run: FileRun, *, created: bool) -> None:
+        super().__init__(cmeta, run.meta)
+        self._run = run
+        self._buffer = DrawBuffer(
+            self._variable_specs.values(),
+            self._stat_specs.values(),
+            flush_every=run.flush_every,
+            flush_seconds=run.flush_seconds,
+        )
+        self._committed = 0  # draws durable in storage
+        self._queued = 0  # draws handed to a writer: where the buffer starts
+        self._writing = created
+        self._background: tuple[Future, DrawBuffer, int] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        register_for_exit_flush(self)
+
+    def _stored_length(self) -> int:
+        raise NotImplementedError()
+
+    def _resume(self) -> None:
+        raise NotImplementedError()
+
+    def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
+        raise NotImplementedError()
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def _start_writing(self) -> None:
+        if self._run.read_only:
+            raise PermissionError(f"Chain {self.cid} was opened read-only.")
+        self._resume()
+        self._queued = self._committed
+        self._writing = True
+
+    def _append(self, draw, stats) -> None:
+        if not self._writing:
+            self._start_writing()
+        self._buffer.append(draw, stats)
+        if self._buffer.due(self._queued):
+            if self._run.background_flush:
+                self._flush_in_background()
+            else:
+                self.flush()
+
+    def _flush_in_background(self) -> None:
+        self._wait_for_background()
+        buffer, start, n = self._buffer, self._queued, len(self._buffer)
+        self._buffer = buffer.empty_like()
+        self._queued = start + n
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"mcbackend-{self.cid}")
+        future = self._executor.submit(self._write_and_commit, buffer, start, n)
+        self._background = (future, buffer, start)
+
+    def _write_and_commit(self, buffer: DrawBuffer, start: int, n: int) -> None:
+        self._write(buffer, start, n)
+        self._committed = start + n
+
+    def _wait_for_background(self) -> None:
+        if self._background is None:
+            return
+        future, buffer, start = self._background
+        self._background = None
+        try:
+            future.result()
+        except Exception as ex:
+            self._buffer = buffer.merged_with(self._buffer)
+            self._queued = start
+            self._writing = False  # the writers restart from storage
+            raise self._flush_error(ex) from ex
+
+    def flush(self) -> None:
+        """Wait for a background write, then write what is buffered (commit point last)."""
+        self._wait_for_background()
+        n = len(self._buffer)
+        if not n:
+            return
+        if not self._writing:
+            self._start_writing()
+        try:
+            self._write(self._buffer, self._queued, n)
+        except Exception as ex:
+            self._writing = False
+            raise self._flush_error(ex) from ex
+        self._committed = self._queued = self._queued + n
+        self._buffer.reset()
+
+    def _flush_error(self, ex: Exception) -> FlushError:
+        return FlushError(
+            f"Writing draws of chain {self.cid} failed: {ex}. Every appended draw is kept "
+            f"({len(self)} in all); the next flush retries the unwritten ones."
+        )
+
+    def close(self) -> None:
+        self.flush()
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        if not self._writing:
+            self._committed = self._stored_length()
+            return self._committed + len(self._buffer)
+        return self._queued + len(self._buffer)
+
+    def _get_values(self, spec, slc, *, is_stat):
+        self.flush()  # reads see every appended draw, and make it durable
+        return read_positions(positions(slc, len(self)), self._reader(spec, is_stat))
+
+    def _reader(self, spec: VariableSpec, is_stat: bool) -> Callable[[int, int], np.ndarray]:
+        """Reads stored draws ``lo:hi`` of one variable or stat."""
+        raise NotImplementedError()
 
 
 # ---- flushing at exit ----------------------------------------------------------------------

@@ -79,7 +79,9 @@ def crash_and_resume(fmt, root, options, flush_every=7):
     run = mcb.open_run(f"{root}/{rid}", options)
     (chain,) = run.get_chains()
     n = len(chain)
-    assert n >= reported and n % flush_every == 0, (n, reported)
+    # The writer reports a flush when it starts (in the background): at most that batch and
+    # the unflushed buffer are lost.
+    assert n >= reported - flush_every and n % flush_every == 0, (n, reported)
     check_prefix(chain, n)
     # Resume: the reopened chain appends after its last committed draw.
     for i in range(n, n + 10):
@@ -107,13 +109,13 @@ def test_reader_in_other_process_sees_committed_prefix(fmt, tmp_path):
         run = mcb.open_run(str(tmp_path / rid))
         (chain,) = run.get_chains()
         first = len(chain)
-        assert first >= 10 and first % 5 == 0
+        assert first >= 5 and first % 5 == 0  # the second flush may still be under way
         check_prefix(chain, first, exact=False)
         reported = wait_for_flushes(proc, 1)
-        while reported <= first:
+        while reported <= first + 5:
             reported = wait_for_flushes(proc, 1)
         n = len(chain)  # the same handle sees the writer's progress
-        assert n >= reported > first and n % 5 == 0
+        assert n >= reported - 5 > first - 5 and n > first and n % 5 == 0
         check_prefix(chain, n, exact=False)
     finally:
         proc.kill()
@@ -152,7 +154,12 @@ def test_time_based_flush(fmt, tmp_path):
     assert other() == 0
     time.sleep(0.25)
     chain.append({"a": 2.0})  # the oldest unflushed draw is now older than 0.2 s
+    deadline = time.monotonic() + 10
+    while other() < 2 and time.monotonic() < deadline:  # written in the background
+        time.sleep(0.02)
     assert other() == 2
+    chain.append({"a": 3.0})
+    assert other() == 2  # the new draw waits for the next count or time flush
 
 
 def test_get_runs_lists_runs(fmt, tmp_path):
@@ -293,17 +300,21 @@ def test_crash_before_first_flush_then_resume(fmt, tmp_path):
     check_prefix(chain, 3)
 
 
-def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch):
+@pytest.mark.parametrize("background", [False, True])
+def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch, background):
     """A write that fails (full disk, lost connection) loses nothing: the next flush retries."""
     from mcbackend.filestore import Location
 
-    backend = backend_class(fmt)(str(tmp_path), flush_every=4, flush_seconds=None)
+    backend = backend_class(fmt)(
+        str(tmp_path), flush_every=4, flush_seconds=None, background_flush=background
+    )
     meta = make_meta([Variable("a", "float64", [2]), Variable("r", "int32", [-1])])
     run = backend.init_run(meta)
     chain = run.init_chain(0)
     draws = random_draws(meta.variables, 11)
     for d in draws[:5]:
-        chain.append(d)  # one flush done, one draw buffered
+        chain.append(d)
+    chain.flush()  # 5 draws durable
     original = Location.write_many
     failures = []
 
@@ -314,10 +325,10 @@ def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch):
         return original(self, files)
 
     monkeypatch.setattr(Location, "write_many", failing_write)
-    for d in draws[5:7]:
-        chain.append(d)
-    with pytest.raises(FlushError, match="draw was appended .* now has 8 draws.*No space left"):
-        chain.append(draws[7])  # the count flush fails
+    with pytest.raises(FlushError, match="No space left on device.*kept [(]8 in all[)]"):
+        for d in draws[5:8]:
+            chain.append(d)  # the count flush at 8 draws fails (in the background: ...)
+        chain.flush()  # ... and says so here
     assert failures and len(chain) == 8
     monkeypatch.setattr(Location, "write_many", original)
     for d in draws[8:]:
@@ -328,3 +339,19 @@ def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch):
     np.testing.assert_array_equal(chain.get_draws("a"), [d["a"] for d in draws])
     for got, d in zip(chain.get_draws("r"), draws):
         np.testing.assert_array_equal(got, d["r"])
+
+
+def test_interpreter_exit_flushes_everything(fmt, tmp_path):
+    """A script that never closes its run still leaves every draw on storage."""
+    code = (
+        "import sys, mcbackend as mcb\n"
+        "from tests.writer_process import expected_draw, meta\n"
+        f"backend = mcb.{backend_class(fmt).__name__}(sys.argv[1], flush_every=4)\n"
+        "chain = backend.init_run(meta('exit')).init_chain(0)\n"
+        "for i in range(10):\n"
+        "    chain.append(expected_draw(i), {'in_warmup': False})\n"
+    )
+    cwd = os.path.dirname(os.path.dirname(__file__))
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=cwd)
+    (chain,) = mcb.open_run(str(tmp_path / "exit")).get_chains()
+    check_prefix(chain, 10)

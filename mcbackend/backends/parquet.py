@@ -33,16 +33,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..columns import as_object_array
-from ..core import Chain
 from ..filestore import (
+    BufferedChain,
     DrawBuffer,
     FileBackend,
     FileRun,
     Location,
-    flush_buffered,
-    positions,
-    read_positions,
-    register_for_exit_flush,
 )
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
@@ -236,70 +232,45 @@ def part_name(start: int, stop: int, prefix: str = "part") -> str:
     return f"{prefix}-{start:012d}-{stop:012d}.parquet"
 
 
-class ParquetChain(Chain):
+class ParquetChain(BufferedChain):
     """A chain stored as Parquet files; appends are buffered, each flush is one new file."""
 
     def __init__(self, cmeta: ChainMeta, run: ParquetRun, *, created: bool = False) -> None:
-        super().__init__(cmeta, run.meta)
-        self._run = run
+        super().__init__(cmeta, run, created=created)
         self._dir = run.location.child(f"chain_{cmeta.chain_number}")
         if created:
             self._dir.write_many({ParquetRun.chain_marker: b""})
         self._columns = column_specs(run.meta)
         self._schema = arrow_schema(run.meta, cmeta.chain_number)
-        self._buffer = DrawBuffer(
-            self._variable_specs.values(),
-            self._stat_specs.values(),
-            flush_every=run.flush_every,
-            flush_seconds=run.flush_seconds,
-        )
         self._parts: list[Part] = []
-        self._writing = False
-        self._refresh()
-        register_for_exit_flush(self)
+        self._committed = self._stored_length()
 
-    @property
-    def _committed(self) -> int:
+    def _stored_length(self) -> int:
+        """Lists the chain's files and picks the covering sequence."""
+        self._parts = covering_parts(self._dir.listdir())
         return self._parts[-1].stop if self._parts else 0
 
-    def _refresh(self) -> None:
-        self._parts = covering_parts(self._dir.listdir())
+    def _resume(self) -> None:
+        self._committed = self._stored_length()
 
-    # ---- writing ------------------------------------------------------------------------
-
-    def _append(self, draw, stats) -> None:
-        if not self._writing:
-            if self._run.read_only:
-                raise PermissionError(f"Chain {self.cid} was opened read-only.")
-            self._refresh()
-            self._writing = True
-        self._buffer.append(draw, stats)
-        if self._buffer.due(self._committed):
-            flush_buffered(self)
-
-    def flush(self) -> None:
-        """Write the buffered draws as one new Parquet file (one row group)."""
-        n = len(self._buffer)
-        if not n:
-            return
-        start = self._committed
-        table = self._table(start, n)
+    def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
+        """The draws as one new Parquet file (one row group)."""
+        table = self._table(buffer, start, n)
         name = part_name(start, start + n)
         self._dir.write_many({name: _parquet_bytes([table], self._run.compression)})
         self._parts.append(Part(name, start, start + n))
-        self._buffer.reset()
 
-    def _table(self, start: int, n: int) -> pa.Table:
+    def _table(self, buffer: DrawBuffer, start: int, n: int) -> pa.Table:
         arrays: dict[str, pa.Array] = {"draw": pa.array(np.arange(start, start + n), pa.int64())}
         for is_stat, columns in self._columns.items():
-            buffered = self._buffer.columns(is_stat).columns
+            buffered = buffer.columns(is_stat).columns
             for name, c in columns.items():
                 arrays.update(c.to_arrow(buffered[name][:n]))
         return pa.Table.from_pydict(arrays, schema=self._schema)
 
     def close(self) -> None:
         """Flush, then compact small files into one with one row group per flush."""
-        self.flush()
+        super().close()
         if self._run.compact and len(self._parts) > 1 and not self._run.read_only:
             sizes = [self._dir.fs.size(self._dir.file(p.name)) for p in self._parts]
             if sum(sizes) / len(sizes) < COMPACT_BELOW:
@@ -315,11 +286,6 @@ class ParquetChain(Chain):
         self._dir.fs.rm(obsolete)
 
     # ---- reading ------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        if not self._writing:
-            self._refresh()
-        return self._committed + len(self._buffer)
 
     def _read_part(self, part: Part, columns: list[str] | None = None) -> pa.Table:
         with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
@@ -347,11 +313,9 @@ class ParquetChain(Chain):
             return pa.table({col: pa.array([], self._schema.field(col).type) for col in columns})
         return pa.concat_tables(tables)
 
-    def _get_values(self, spec, slc, *, is_stat):
-        self.flush()  # reads see every appended draw, and make it durable
+    def _reader(self, spec, is_stat):
         c = self._columns[is_stat][spec.name]
-        stored = lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi))  # noqa: E731
-        return read_positions(positions(slc, len(self)), stored)
+        return lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi))
 
 
 def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
@@ -433,6 +397,9 @@ class ParquetBackend(FileBackend):
         Parquet compression codec (``"zstd"``, ``"snappy"``, ``None``...).
     compact
         Merge a chain's files into one when it closes, if they average under 8 MiB.
+    background_flush
+        Write count/time-triggered flushes in a background thread while appends go on
+        (``flush()``, reads and closing wait for it).
     read_only
         Open runs for reading only.
     """
@@ -450,6 +417,7 @@ class ParquetBackend(FileBackend):
         flush_seconds: float | None = 10.0,
         compression: str | None = "zstd",
         compact: bool = True,
+        background_flush: bool = True,
         read_only: bool = False,
     ) -> None:
         super().__init__(
@@ -459,6 +427,7 @@ class ParquetBackend(FileBackend):
             flush_seconds=flush_seconds,
             compression=compression,
             compact=compact,
+            background_flush=background_flush,
             read_only=read_only,
         )
 

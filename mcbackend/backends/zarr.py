@@ -26,18 +26,14 @@ import zarr
 import zarr.storage
 
 from ..columns import as_object_array
-from ..core import Chain
 from ..filestore import (
+    BufferedChain,
     CorruptRunError,
     DrawBuffer,
     FileBackend,
     FileRun,
     Location,
     encode_name,
-    flush_buffered,
-    positions,
-    read_positions,
-    register_for_exit_flush,
 )
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
@@ -240,12 +236,11 @@ def chain_document(chain_number: int, draws: int) -> bytes:
     return group_document({"mcbackend": {"chain_number": chain_number, "draws": draws}})
 
 
-class ZarrChain(Chain):
+class ZarrChain(BufferedChain):
     """A chain stored as a Zarr group; appends are buffered and flushed in batches."""
 
     def __init__(self, cmeta: ChainMeta, run: ZarrRun, *, created: bool = False) -> None:
-        super().__init__(cmeta, run.meta)
-        self._run = run
+        super().__init__(cmeta, run, created=created)
         self._path = f"chain_{cmeta.chain_number}"
         self._columns = {
             is_stat: {v.name: Column(self._path, section, v, run.store) for v in variables}
@@ -254,27 +249,17 @@ class ZarrChain(Chain):
                 (True, "stats", run.meta.sample_stats),
             ]
         }
-        self._buffer = DrawBuffer(
-            self._variable_specs.values(),
-            self._stat_specs.values(),
-            flush_every=run.flush_every,
-            flush_seconds=run.flush_seconds,
-        )
-        self._committed = 0 if created else self._stored_length()
-        self._writing = created
         if created:
             self._create()
-        register_for_exit_flush(self)
+        else:
+            self._committed = self._stored_length()
 
     def _all_columns(self) -> list[Column]:
         return [c for columns in self._columns.values() for c in columns.values()]
 
     def _stored_length(self) -> int:
-        """The committed draw count, read fresh from storage."""
         doc = json.loads(self._run.location.read_bytes(f"{self._path}/zarr.json"))
         return int(doc["attributes"]["mcbackend"]["draws"])
-
-    # ---- writing ------------------------------------------------------------------------
 
     def _create(self) -> None:
         docs = {f"{self._path}/{s}/zarr.json": group_document({}) for s in ("draws", "stats")}
@@ -288,58 +273,27 @@ class ZarrChain(Chain):
         chunks = self._run.chunk_draws or chunk_length_for(column.spec, self._run.flush_every)
         column.create(chunks, self._run.compression)
 
-    def _start_writing(self) -> None:
-        """Resume a chain opened from storage: continue after its committed draws."""
-        if self._run.read_only:
-            raise PermissionError(f"Chain {self.cid} was opened read-only.")
+    def _resume(self) -> None:
+        """Continue after the committed draws: column writers rebuilt from storage."""
         self._committed = self._stored_length()
         paths = [p for column in self._all_columns() for p in column.metadata_paths()]
         documents = self._run.location.read_many(paths, missing_ok=True)
         for column in self._all_columns():
             column.resume(self._committed, documents, self._create_column)
-        self._writing = True
 
-    def _append(self, draw, stats) -> None:
-        if not self._writing:
-            self._start_writing()
-        self._buffer.append(draw, stats)
-        if self._buffer.due(self._committed):
-            flush_buffered(self)
+    def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
+        """All chunks and array metadata in one batch, then the draw count (commit point)."""
+        files: dict[str, bytes] = {}
+        for is_stat, columns in self._columns.items():
+            buffered = buffer.columns(is_stat).columns
+            for name, column in columns.items():
+                files.update(column.append(buffered[name][:n]))
+        self._run.location.write_many(files)
+        doc = chain_document(self.cmeta.chain_number, start + n)
+        self._run.location.write_many({f"{self._path}/zarr.json": doc})
 
-    def flush(self) -> None:
-        """Write buffered draws in one batch, then the new draw count (the commit point)."""
-        n = len(self._buffer)
-        if not n:
-            return
-        if not self._writing:
-            self._start_writing()
-        try:
-            files: dict[str, bytes] = {}
-            for is_stat, columns in self._columns.items():
-                buffered = self._buffer.columns(is_stat).columns
-                for name, column in columns.items():
-                    files.update(column.append(buffered[name][:n]))
-            self._run.location.write_many(files)
-            doc = chain_document(self.cmeta.chain_number, self._committed + n)
-            self._run.location.write_many({f"{self._path}/zarr.json": doc})
-        except BaseException:
-            # The draws stay buffered; the column writers restart from storage next time.
-            self._writing = False
-            raise
-        self._committed += n
-        self._buffer.reset()
-
-    # ---- reading ------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        if not self._writing:
-            self._committed = self._stored_length()
-        return self._committed + len(self._buffer)
-
-    def _get_values(self, spec, slc, *, is_stat):
-        self.flush()  # reads see every appended draw, and make it durable
-        column = self._columns[is_stat][spec.name]
-        return read_positions(positions(slc, len(self)), column.read)
+    def _reader(self, spec, is_stat):
+        return self._columns[is_stat][spec.name].read
 
 
 class ZarrRun(FileRun):
@@ -396,6 +350,9 @@ class ZarrBackend(FileBackend):
     compression
         ``"blosc"`` (LZ4 with byte shuffle, default), ``"zstd"``, ``None``, or a ``Compression``.
         Every chunk also carries a CRC-32C checksum.
+    background_flush
+        Write count/time-triggered flushes in a background thread while appends go on
+        (``flush()``, reads and closing wait for it).
     read_only
         Open runs for reading only.
     """
@@ -413,6 +370,7 @@ class ZarrBackend(FileBackend):
         flush_seconds: float | None = 10.0,
         chunk_draws: int | None = None,
         compression: str | Compression | None = "blosc",
+        background_flush: bool = True,
         read_only: bool = False,
     ) -> None:
         if not isinstance(compression, Compression):
@@ -424,6 +382,7 @@ class ZarrBackend(FileBackend):
             flush_seconds=flush_seconds,
             chunk_draws=chunk_draws,
             compression=compression,
+            background_flush=background_flush,
             read_only=read_only,
         )
 
