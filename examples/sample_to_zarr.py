@@ -27,7 +27,7 @@ def main(root: str = "demo-runs") -> None:
         pm.Deterministic("scaled", 2 * effect, dims="city")
         pm.Normal("y", effect * x, sigma, observed=observed, dims="city")
         trace = TraceBackend(mcb.ZarrBackend(root))
-        pm.sample(tune=500, draws=500, chains=2, cores=1, trace=trace, random_seed=1)
+        pm.sample(tune=500, draws=500, chains=2, trace=trace, random_seed=1, progressbar=False)
 
     url = f"{root}/{trace.run_id}"
     run = mcb.open_run(url)
