@@ -32,7 +32,7 @@ def main(root: str = "demo-runs") -> None:
     url = f"{root}/{trace.run_id}"
     run = mcb.open_run(url)
     print(f"\nRun {run.meta.rid} stored at {url}; chains: {[len(c) for c in run.get_chains()]}")
-    print(az.summary(run.to_inferencedata()))
+    print(az.summary(run.to_inferencedata(), ci_kind="hdi"))
 
 
 if __name__ == "__main__":
