@@ -6,7 +6,6 @@ filesystem; ``clickhouse://host:port/database/<rid>`` opens a run in ClickHouse.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -14,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 from .core import Backend, Run
 from .filestore import Location, RunNotFoundError, read_run_info
 
-__all__ = ["open_run", "open_backend", "split_run_url"]
+__all__ = ["open_run", "open_backend"]
 
 
 def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **options: Any) -> Run:
@@ -54,12 +53,6 @@ def open_backend(
     from .backends.zarr import ZarrBackend
 
     return ZarrBackend(rest if scheme == "zarr" and rest else url, storage_options, **options)
-
-
-def split_run_url(url: str) -> tuple[str, str]:
-    """``(root, rid)`` of a run URL or path."""
-    url = str(url).rstrip("/")
-    return posixpath.dirname(url), posixpath.basename(url)
 
 
 def _clickhouse_backend(url: str):

@@ -109,9 +109,13 @@ class Column:
         self._unwritten = {f"{a.path}/zarr.json": a.document() for a in self.appenders.values()}
         self._unwritten[f"{self.path}/zarr.json"] = group_document(self.attributes)
 
+    @property
+    def parts(self) -> list[str]:
+        """Array paths below the column: ``""`` (the column is the array) or the ragged three."""
+        return list(RAGGED_PARTS) if self.is_ragged else [""]
+
     def metadata_paths(self) -> list[str]:
-        parts = [""] if not self.is_ragged else list(RAGGED_PARTS)
-        return [f"{self.path}/{p}".rstrip("/") + "/zarr.json" for p in parts]
+        return [f"{self.path}/{p}".rstrip("/") + "/zarr.json" for p in self.parts]
 
     def resume(self, length: int, documents: Mapping[str, bytes], create: Callable) -> None:
         """Prepare to append after draw ``length`` of an existing column (``create`` starts
@@ -121,8 +125,7 @@ class Column:
                 raise CorruptRunError(f"{self.path}: metadata missing for committed draws.")
             create(self)
             return
-        parts = [""] if not self.is_ragged else list(RAGGED_PARTS)
-        for part in parts:
+        for part in self.parts:
             path = f"{self.path}/{part}".rstrip("/")
             doc = json.loads(documents[f"{path}/zarr.json"])
             dtype = self.spec.dtype if part in ("", "data") else np.dtype("int64")
@@ -324,8 +327,7 @@ class ZarrRun(FileRun):
             if not committed:
                 continue  # arrays are written with the first flush
             for column in chain._all_columns():
-                parts = [""] if not column.is_ragged else list(RAGGED_PARTS)
-                for part in parts:
+                for part in column.parts:
                     problems += _verify_array(column, part, committed)
         return problems
 
