@@ -49,6 +49,8 @@ class Chain(Sized):
         self._cid = chain_id(cmeta)
         self._variable_specs = specs_by_name(rmeta.variables, "variable")
         self._stat_specs = specs_by_name(rmeta.sample_stats, "sample stat")
+        self._block_cache: dict[tuple[bool, str], tuple[int, np.ndarray]] = {}
+        self._known_length = 0  # draws known to exist: they never go away
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class Chain(Sized):
     def _get_values_at(
         self, idx: int, specs: Iterable[VariableSpec], *, is_stat: bool
     ) -> dict[str, np.ndarray]:
-        cache = self.__dict__.setdefault("_block_cache", {})
+        cache = self._block_cache
         out = {}
         for spec in specs:
             start, block = cache.get((is_stat, spec.name), (0, ()))
@@ -115,8 +117,8 @@ class Chain(Sized):
     def _check_index(self, idx: int) -> int:
         if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
             raise TypeError(f"Draw index must be an integer, got {idx!r}.")
-        if 0 <= idx < self.__dict__.get("_known_length", 0):
-            return int(idx)  # draws never go away: no need to ask storage for the length again
+        if 0 <= idx < self._known_length:
+            return int(idx)  # no need to ask storage for the length again
         length = self._known_length = len(self)
         if not -length <= idx < length:
             raise IndexError(f"Draw index {idx} is out of range for chain of length {length}.")
