@@ -99,20 +99,31 @@ class Chain(Sized):
     def _get_values_at(
         self, idx: int, specs: Iterable[VariableSpec], *, is_stat: bool
     ) -> dict[str, np.ndarray]:
+        specs = list(specs)
         cache = self._block_cache
-        out = {}
+        missing: dict[slice, list[VariableSpec]] = {}
         for spec in specs:
             start, block = cache.get((is_stat, spec.name), (0, ()))
             if not start <= idx < start + len(block):
                 draw_bytes = int(np.prod(spec.shape)) * spec.dtype.itemsize if spec.is_rigid else 64
                 rows = int(np.clip(self.read_block_bytes // max(draw_bytes, 1), 1, 16384))
                 start = idx - idx % rows
-                stop = min(start + rows, len(self))
-                block = self._get_values(spec, slice(start, stop), is_stat=is_stat)
-                cache[(is_stat, spec.name)] = (start, block)
+                missing.setdefault(slice(start, min(start + rows, len(self))), []).append(spec)
+        for slc, group in missing.items():
+            for name, block in self._get_many_values(group, slc, is_stat=is_stat).items():
+                cache[(is_stat, name)] = (slc.start, block)
+        out = {}
+        for spec in specs:
+            start, block = cache[(is_stat, spec.name)]
             value = block[idx - start]
             out[spec.name] = value.copy() if isinstance(value, np.ndarray) else np.asarray(value)
         return out
+
+    def _get_many_values(
+        self, specs: Sequence[VariableSpec], slc: slice, *, is_stat: bool
+    ) -> dict[str, np.ndarray]:
+        """``_get_values`` of several variables; backends may read them concurrently."""
+        return {s.name: self._get_values(s, slc, is_stat=is_stat) for s in specs}
 
     def _check_index(self, idx: int) -> int:
         if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):

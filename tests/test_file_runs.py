@@ -17,7 +17,7 @@ import mcbackend as mcb
 from mcbackend.filestore import CorruptRunError, FlushError, RunNotFoundError
 from mcbackend.meta import Variable
 
-from .conformance import make_meta, random_draws
+from .conformance import assert_values_equal, make_meta, random_draws
 from .writer_process import expected_draw
 
 FORMATS = ["zarr", "parquet"]
@@ -355,3 +355,24 @@ def test_interpreter_exit_flushes_everything(fmt, tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=cwd)
     (chain,) = mcb.open_run(str(tmp_path / "exit")).get_chains()
     check_prefix(chain, 10)
+
+
+def test_resume_inside_a_chunk(fmt, tmp_path):
+    """Reopen and append when the last chunk / file is only partly filled (str and ragged too)."""
+    meta = make_meta(
+        [Variable("s", "str", [2]), Variable("r", "float32", [-1]), Variable("x", "int16", [])]
+    )
+    draws = random_draws(meta.variables, 13)
+    backend = backend_class(fmt)(str(tmp_path), flush_every=8, flush_seconds=None)
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    for d in draws[:5]:
+        chain.append(d)
+    run.close()
+    (chain,) = backend_class(fmt)(str(tmp_path), flush_every=8).get_run(meta.rid).get_chains()
+    for d in draws[5:]:
+        chain.append(d)
+    chain.close()
+    (chain,) = mcb.open_run(str(tmp_path / meta.rid)).get_chains()
+    for var in meta.variables:
+        assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
