@@ -47,6 +47,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ZarrBackend", "ZarrChain", "ZarrRun"]
 FORMAT = "zarr"
 FORMAT_VERSION = 1
 TARGET_CHUNK_BYTES = 1 << 20
+VARIABLE_CHUNK_DRAWS = 1024
 RAGGED_PARTS = ("data", "ndims", "shapes")
 
 
@@ -66,11 +67,14 @@ def open_store(location: Location, *, read_only: bool) -> zarr.abc.store.Store:
 
 
 def chunk_length_for(spec: VariableSpec, flush_every: int) -> int:
-    """The largest divisor of ``flush_every`` giving chunks of at most ~1 MiB, so that
-    count-triggered flushes always end on a chunk boundary."""
-    size = int(np.prod(spec.shape)) if spec.is_rigid else 1
-    draw_bytes = max(size * (spec.dtype.itemsize or 16), 1)
-    limit = max(TARGET_CHUNK_BYTES // draw_bytes, 1)
+    """The largest divisor of ``flush_every`` giving chunks of at most ~1 MiB (at most
+    ``VARIABLE_CHUNK_DRAWS`` draws for strings and dynamic shapes, whose chunks are padded
+    and encoded element by element), so count-triggered flushes end on a chunk boundary."""
+    if spec.is_rigid:
+        draw_bytes = max(int(np.prod(spec.shape)) * spec.dtype.itemsize, 1)
+        limit = max(TARGET_CHUNK_BYTES // draw_bytes, 1)
+    else:
+        limit = VARIABLE_CHUNK_DRAWS
     return next(d for d in range(min(limit, flush_every), 0, -1) if flush_every % d == 0)
 
 
