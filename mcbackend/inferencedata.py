@@ -43,7 +43,14 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
             )
         _log.warning("Chains vary in length %s; truncating to the shortest.", detail)
     length = min(lengths, default=0)
-    splits = [_warmup_split(run, chain, length) for chain in chains]
+    stat = find_warmup_stat([s.name for s in run.meta.sample_stats])
+    if stat is None:
+        warnings.warn(
+            "No 'in_warmup' or 'tune' stat found; treating all draws as posterior.",
+            UserWarning,
+            stacklevel=3,
+        )
+    splits = [_warmup_split(chain, stat, length) for chain in chains]
     n_warmup = min((s.stop for s in splits), default=0)
     n_posterior = min((length - s.stop for s in splits), default=0)
     warmup = [slice(0, n_warmup) for _ in splits]
@@ -76,16 +83,9 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
     return tree
 
 
-def _warmup_split(run: Run, chain: Chain, length: int) -> slice:
-    """The leading warm-up draws of a chain, from its ``in_warmup`` (or ``tune``) stat."""
-    stat = find_warmup_stat([s.name for s in run.meta.sample_stats])
+def _warmup_split(chain: Chain, stat: str | None, length: int) -> slice:
+    """The leading warm-up draws of a chain, from its warm-up ``stat`` (none: no warm-up)."""
     if stat is None:
-        if chain.cmeta.chain_number == min(c.cmeta.chain_number for c in run.get_chains()):
-            warnings.warn(
-                "No 'in_warmup' or 'tune' stat found; treating all draws as posterior.",
-                UserWarning,
-                stacklevel=4,
-            )
         return slice(0, 0)
     mask = np.asarray(chain.get_stats(stat, slice(0, length)), dtype=bool)
     n_warmup = int(np.argmin(mask)) if not mask.all() else len(mask)
