@@ -26,17 +26,18 @@ class ColumnStore:
             name: np.empty((self._capacity, *s.shape), dtype=s.dtype) if s.is_rigid else []
             for name, s in self.specs.items()
         }
+        self._lists = {name for name, s in self.specs.items() if not s.is_rigid}
 
     def append(self, values: dict[str, np.ndarray]) -> None:
         if self.length == self._capacity:
             self._grow()
         i = self.length
+        columns, lists = self.columns, self._lists
         for name, value in values.items():
-            column = self.columns[name]
-            if isinstance(column, list):
-                column.append(value)
+            if name in lists:
+                columns[name].append(value)
             else:
-                column[i] = value
+                columns[name][i] = value
         self.length += 1
 
     def extend(self, other: ColumnStore) -> None:
@@ -51,6 +52,30 @@ class ColumnStore:
                 grown = np.empty((self._capacity, *column.shape[1:]), dtype=column.dtype)
                 grown[: self.length] = column[: self.length]
                 self.columns[name] = grown
+
+    def trim(self) -> None:
+        """Release the preallocated rows beyond ``length``."""
+        if self.length == self._capacity:
+            return
+        self._capacity = self.length
+        for name, column in self.columns.items():
+            if isinstance(column, np.ndarray):
+                self.columns[name] = column[: self.length].copy()
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the columns (per-draw arrays of list columns included)."""
+        total = 0
+        for column in self.columns.values():
+            if isinstance(column, np.ndarray):
+                total += column.nbytes
+            else:
+                total += sum(value.nbytes + 112 for value in column)
+        return total
+
+    def rows(self, name: str, lo: int, hi: int) -> np.ndarray | list[np.ndarray]:
+        """Rows ``lo:hi`` of a column, not copied: an array view, or a list of draws."""
+        return self.columns[name][max(lo, 0) : min(hi, self.length)]
 
     def get(self, name: str, slc: slice) -> np.ndarray:
         column = self.columns[name]

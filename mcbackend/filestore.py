@@ -20,7 +20,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from .columns import ColumnStore
+from .columns import ColumnStore, as_object_array
 from .core import Backend, Chain, Run, RunExistsError
 from .meta import ChainMeta, RunMeta
 from .validation import VariableSpec
@@ -431,6 +431,15 @@ class DrawBuffer:
     def columns(self, is_stat: bool) -> ColumnStore:
         return self.stats if is_stat else self.draws
 
+    def trim(self) -> None:
+        """Release unused preallocated rows (the buffer takes no more draws)."""
+        self.draws.trim()
+        self.stats.trim()
+
+    @property
+    def nbytes(self) -> int:
+        return self.draws.nbytes + self.stats.nbytes
+
     def empty_like(self) -> DrawBuffer:
         return DrawBuffer(
             self._draw_specs,
@@ -473,10 +482,16 @@ class BufferedChain(Chain):
     the rest in the calling thread. A failed write loses nothing: its draws go back in front of
     the buffer, the writer restarts from storage, and the next flush retries.
 
+    Written buffers stay in memory up to ``memory_bytes`` per chain, so reading recent draws
+    (PyMC reading a chain right after sampling it, progress checks) never touches storage.
+
     Subclasses implement ``_stored_length`` (committed draws, read from storage), ``_resume``
     (prepare appending after them; sets ``_committed``) and ``_write(buffer, start, n)``
     (write ``n`` buffered draws as draws ``start...``, commit point last).
     """
+
+    #: Bytes of written draws each chain keeps in memory for reads.
+    memory_bytes: int = 64 << 20
 
     def __init__(self, cmeta: ChainMeta, run: FileRun, *, created: bool) -> None:
         super().__init__(cmeta, run.meta)
@@ -491,6 +506,7 @@ class BufferedChain(Chain):
         self._queued = 0  # draws handed to a writer: where the buffer starts
         self._writing = created
         self._background: tuple[Future, DrawBuffer, int] | None = None
+        self._kept: list[tuple[int, DrawBuffer]] = []  # written draws held: (start, buffer)
         self._executor: ThreadPoolExecutor | None = None
         register_for_exit_flush(self)
 
@@ -510,6 +526,7 @@ class BufferedChain(Chain):
             raise PermissionError(f"Chain {self.cid} was opened read-only.")
         self._resume()
         self._queued = self._committed
+        self._kept.clear()  # storage is the reference from here on
         self._writing = True
 
     def _append(self, draw, stats) -> None:
@@ -548,6 +565,7 @@ class BufferedChain(Chain):
             self._queued = start
             self._writing = False  # the writers restart from storage
             raise self._flush_error(ex) from ex
+        self._keep(start, buffer)
 
     def flush(self) -> None:
         """Wait for a background write, then write what is buffered (commit point last)."""
@@ -562,8 +580,17 @@ class BufferedChain(Chain):
         except Exception as ex:
             self._writing = False
             raise self._flush_error(ex) from ex
+        self._keep(self._queued, self._buffer)
+        self._buffer = self._buffer.empty_like()
         self._committed = self._queued = self._queued + n
-        self._buffer.reset()
+
+    def _keep(self, start: int, buffer: DrawBuffer) -> None:
+        """Hold written draws for reads; the oldest go once more than ``memory_bytes`` are held."""
+        buffer.trim()
+        self._kept.append((start, buffer))
+        held = sum(kept.nbytes for _, kept in self._kept)
+        while self._kept and held > self.memory_bytes:
+            held -= self._kept.pop(0)[1].nbytes
 
     def _flush_error(self, ex: Exception) -> FlushError:
         return FlushError(
@@ -586,8 +613,45 @@ class BufferedChain(Chain):
         return self._queued + len(self._buffer)
 
     def _get_values(self, spec, slc, *, is_stat):
+        return self._get_many_values([spec], slc, is_stat=is_stat)[spec.name]
+
+    def _get_many_values(self, specs, slc, *, is_stat):
         self.flush()  # reads see every appended draw, and make it durable
-        return read_positions(positions(slc, len(self)), self._reader(spec, is_stat))
+        idx = positions(slc, len(self))
+        held = self._read_held(specs, idx, is_stat=is_stat)
+        if held is not None:
+            return held
+        return self._read_many_stored(specs, idx, is_stat=is_stat)
+
+    def _read_held(
+        self, specs: Sequence[VariableSpec], idx: np.ndarray, *, is_stat: bool
+    ) -> dict[str, np.ndarray] | None:
+        """Draws ``idx`` from the buffers in memory, or ``None`` if some are not held there."""
+        if not self._writing or not len(idx):
+            return None
+        held = [*self._kept]
+        if self._background is not None:
+            held.append((self._background[2], self._background[1]))
+        held.append((self._queued, self._buffer))
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        if lo < held[0][0]:
+            return None
+        parts = [(start, buf) for start, buf in held if start < hi and start + len(buf) > lo]
+        out = {}
+        for spec in specs:
+            pieces = [buf.columns(is_stat).rows(spec.name, lo - s, hi - s) for s, buf in parts]
+            if spec.is_rigid:
+                rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            else:
+                rows = as_object_array([value for piece in pieces for value in piece])
+            out[spec.name] = rows[idx - lo]
+        return out
+
+    def _read_many_stored(
+        self, specs: Sequence[VariableSpec], idx: np.ndarray, *, is_stat: bool
+    ) -> dict[str, np.ndarray]:
+        """Draws ``idx`` from storage."""
+        return {s.name: read_positions(idx, self._reader(s, is_stat)) for s in specs}
 
     def _reader(self, spec: VariableSpec, is_stat: bool) -> Callable[[int, int], np.ndarray]:
         """Reads stored draws ``lo:hi`` of one variable or stat."""

@@ -376,3 +376,30 @@ def test_resume_inside_a_chunk(fmt, tmp_path):
     (chain,) = mcb.open_run(str(tmp_path / meta.rid)).get_chains()
     for var in meta.variables:
         assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
+
+
+def test_written_draws_are_read_from_memory_within_budget(fmt, tmp_path, monkeypatch):
+    backend = backend_class(fmt)(str(tmp_path), flush_every=10, flush_seconds=None)
+    meta = make_meta([Variable("a", "float64", [3]), Variable("s", "str", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    draws = random_draws(meta.variables, 95)
+    monkeypatch.setattr(chain, "memory_bytes", 40 * 10 * 3 * 8)  # roughly the last 4 flushes
+    for d in draws:
+        chain.append(d)
+    stored_reads = []
+    read_stored = chain._read_many_stored
+    monkeypatch.setattr(
+        chain,
+        "_read_many_stored",
+        lambda specs, idx, **kw: stored_reads.append(idx) or read_stored(specs, idx, **kw),
+    )
+    recent = chain.get_draws("a", slice(80, None))
+    assert not stored_reads  # recent draws: from memory
+    np.testing.assert_array_equal(recent, [d["a"] for d in draws[80:]])
+    recent[:] = -1  # a read returns a copy, never the held buffer
+    np.testing.assert_array_equal(
+        chain.get_draws("a", slice(80, None)), [d["a"] for d in draws[80:]]
+    )
+    everything = chain.get_draws("s")
+    assert len(stored_reads) == 1  # the oldest draws were evicted: read back from storage
+    assert [str(v) for v in everything] == [str(d["s"]) for d in draws]

@@ -36,7 +36,6 @@ from ..filestore import (
     FileRun,
     Location,
     encode_name,
-    positions,
 )
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
@@ -317,22 +316,19 @@ class ZarrChain(BufferedChain):
     def _reader(self, spec, is_stat):
         return self._columns[is_stat][spec.name].read
 
-    def _get_many_values(self, specs, slc, *, is_stat):
+    def _read_many_stored(self, specs, idx, *, is_stat):
         """Fixed-shape columns are read concurrently (one round of requests on S3)."""
-        self.flush()
-        idx = positions(slc, len(self))
         columns = [self._columns[is_stat][s.name] for s in specs]
         plain = [c for c in columns if not c.is_ragged]
         if len(plain) < 2 or not len(idx):
-            return super()._get_many_values(specs, slc, is_stat=is_stat)
+            return super()._read_many_stored(specs, idx, is_stat=is_stat)
         lo, hi = int(idx.min()), int(idx.max()) + 1
         for column in plain:
             column.array("", hi)
         blocks = sync(_gather(c.read_async(lo, hi) for c in plain))
         out = {c.spec.name: block[idx - lo] for c, block in zip(plain, blocks)}
-        for c in columns:
-            if c.is_ragged:
-                out[c.spec.name] = self._get_values(c.spec, slc, is_stat=is_stat)
+        ragged = [c.spec for c in columns if c.is_ragged]
+        out.update(super()._read_many_stored(ragged, idx, is_stat=is_stat))
         return out
 
 
