@@ -298,8 +298,11 @@ def _check_slice(slc: slice) -> slice:
 def _validate_all(
     values: Mapping[str, Any], specs: Mapping[str, VariableSpec], what: str
 ) -> dict[str, np.ndarray]:
-    if values.keys() == specs.keys():
-        return {name: spec.validate(values[name]) for name, spec in specs.items()}
+    if len(values) == len(specs):
+        try:
+            return {name: spec.validate(values[name]) for name, spec in specs.items()}
+        except KeyError:
+            pass  # a name is missing: named below
     unknown = [name for name in values if name not in specs]
     if unknown:
         raise KeyError(f"The {what} has unknown names {unknown}; known: {list(specs)}.")

@@ -52,6 +52,10 @@ class VariableSpec:
     is_rigid: bool = field(init=False)
     #: Scalar types passed through unconverted (scalar variables only).
     _exact_scalars: tuple[type, ...] = field(init=False, repr=False)
+    #: Python ints the (scalar, numeric) dtype holds exactly, as (lowest, highest).
+    _int_range: tuple[int, int] | None = field(init=False, repr=False)
+    #: A scalar str variable.
+    _scalar_str: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         is_str = self.dtype.kind == "U"
@@ -62,6 +66,8 @@ class VariableSpec:
         object.__setattr__(self, "is_ragged", ragged)
         object.__setattr__(self, "is_rigid", rigid)
         object.__setattr__(self, "_exact_scalars", exact)
+        object.__setattr__(self, "_int_range", _exact_int_range(self.dtype) if exact else None)
+        object.__setattr__(self, "_scalar_str", is_str and self.shape == () and not ragged)
 
     @classmethod
     def from_variable(cls, var: Variable) -> VariableSpec:
@@ -76,13 +82,22 @@ class VariableSpec:
         kind = type(value)
         if kind in self._exact_scalars:
             return value
-        if (
-            kind is np.ndarray
-            and value.dtype == self.dtype
-            and value.shape == self.shape
-            and not self.is_str
-        ):
-            return value
+        if kind is np.ndarray:
+            if (
+                (value.dtype is self.dtype or value.dtype == self.dtype)
+                and value.shape == self.shape
+                and not self.is_str
+            ):
+                return value
+        elif kind is int and self._int_range is not None:
+            lowest, highest = self._int_range
+            if not lowest <= value <= highest:
+                raise ValueError(
+                    f"Value {value} of {self.name!r} is out of range for its dtype {self.dtype}."
+                )
+            return self.dtype.type(value)
+        elif kind is str and self._scalar_str:
+            return np.array(value)
         arr = np.asarray(value)
         self._check_dtype(arr)
         self._check_shape(arr.shape)
@@ -112,6 +127,17 @@ class VariableSpec:
             return
         declared = tuple("?" if s <= 0 else s for s in self.shape)
         raise ValueError(f"Value of {self.name!r} has shape {shape}, declared {declared}.")
+
+
+def _exact_int_range(dtype: np.dtype) -> tuple[int, int] | None:
+    """The Python ints a numeric dtype stores exactly (floats: up to their mantissa)."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return int(info.min), int(info.max)
+    if dtype.kind == "f":
+        limit = 2 ** (np.finfo(dtype).nmant + 1)
+        return -limit, limit
+    return None
 
 
 def specs_by_name(variables: Iterable[Variable], kind: str) -> dict[str, VariableSpec]:

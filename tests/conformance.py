@@ -198,16 +198,21 @@ class BackendConformance:
 
     def test_scalars_and_lists_accepted(self, backend):
         meta = make_meta(
-            [Variable("a", "float64", []), Variable("b", "int64", [2])],
-            [Variable("in_warmup", "bool", [])],
+            [Variable("a", "float64", []), Variable("b", "int64", [2]), Variable("c", "str", [])],
+            [Variable("in_warmup", "bool", []), Variable("n", "int64", [])],
         )
         run = backend.init_run(meta)
         chain = run.init_chain(0)
-        chain.append({"a": 1.5, "b": [1, 2]}, {"in_warmup": True})
+        chain.append({"a": 1.5, "b": [1, 2], "c": "x"}, {"in_warmup": True, "n": 2**62})
+        chain.append({"a": 2**53, "b": [3, 4], "c": "ÿz"}, {"in_warmup": False, "n": -7})
         self.finish(run)
         chain = self.chain_of(self.reopen(backend, run), 0)
-        np.testing.assert_array_equal(chain.get_draws("b"), [[1, 2]])
+        np.testing.assert_array_equal(chain.get_draws("a"), [1.5, 2.0**53])
+        np.testing.assert_array_equal(chain.get_draws("b"), [[1, 2], [3, 4]])
+        assert [str(c) for c in chain.get_draws("c")] == ["x", "ÿz"]
         assert chain.get_stats("in_warmup").dtype == bool
+        np.testing.assert_array_equal(chain.get_stats("n"), [2**62, -7])
+        assert chain.get_stats("n").dtype == np.int64
 
     @pytest.mark.parametrize("dtype", [*NUMERIC_DTYPES, "str"])
     def test_dtypes_exact(self, backend, dtype):
@@ -370,6 +375,7 @@ class BackendConformance:
             ({"a": [1.0, 2.0]}, {"s": True}, ValueError, "lacks values.*'i'"),
             ({"a": [1.0, 2.0, 3.0], "i": 1}, {"s": True}, ValueError, "'a' has shape \\(3,\\)"),
             ({"a": [1.0, 2.0], "i": 1.5}, {"s": True}, TypeError, "'i' has dtype float64"),
+            ({"a": [1.0, 2.0], "i": 2**40}, {"s": True}, ValueError, "out of range.*int32"),
             ({"a": ["x", "y"], "i": 1}, {"s": True}, TypeError, "'a' has dtype <U1"),
             ({"a": [1.0, 2.0], "i": 1}, {"s": "yes"}, TypeError, "'s' has dtype"),
             ({"a": [1.0, 2.0], "i": 1}, None, ValueError, "stats lacks values.*'s'"),
