@@ -1,22 +1,40 @@
 """PyMC integration: ``pm.sample(trace=TraceBackend(backend))``.
 
-PyMC >= 6 adapts any ``mcbackend.Backend`` itself (``pm.sample(trace=backend)``). Wrapping the
-backend in ``TraceBackend`` adds what a user wants to find afterwards: the run id, and run
-attributes naming the sampler, library versions, creation time and tune/draw counts.
+``TraceBackend`` is a PyMC trace (a ``BaseTrace``) that records each chain straight into a
+chain of any mcbackend backend. Compared with passing the bare backend (``pm.sample(trace=
+backend)``, which PyMC >= 6 adapts itself) it knows the run id before sampling, records run
+attributes (sampler, library versions, creation time, tune/draw counts) and observed data given
+as plain arrays, and costs about as much per draw as PyMC's default in-memory trace: values are
+appended without per-draw conversions, and slicing a trace (PyMC drops the warm-up that way)
+selects draws instead of copying them.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import copy
 import datetime
-import inspect
+import pickle
 import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from .core import Backend, Run
+import hagelkorn
+import numpy as np
+import pytensor
+from pymc.backends.base import BaseTrace
+from pymc.model import Model, modelcontext
+from pymc.step_methods.compound import flat_statname, flatten_steps
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant
+
+from .core import Backend, Chain, Run
 from .inferencedata import python_to_extended_value
-from .meta import DataVariable, RunMeta
+from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
 
 __all__ = ["TraceBackend"]
@@ -24,61 +42,327 @@ __all__ = ["TraceBackend"]
 _LIBRARIES = ("mcbackend", "pymc", "pytensor", "numpy", "arviz")
 
 
-class TraceBackend(Backend):
-    """Wraps ``backend`` for ``pm.sample(trace=...)`` and remembers the run it stores.
+@dataclass
+class _Sampling:
+    """What the calling ``pm.sample`` knows: found on the call stack, as PyMC passes no more."""
 
-    ``run_id`` names the run (PyMC otherwise picks a random id).
+    model: Model
+    step: Any = None
+    trace_vars: Sequence | None = None
+    initial_point: Mapping[str, np.ndarray] | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Session:
+    """One ``pm.sample`` call: the run, and what every chain's trace shares."""
+
+    run: Run
+    model: Model
+    step: Any
+    fn: Any
+    vars: list
+    var_shapes: dict[str, tuple[int, ...]]
+    var_dtypes: dict[str, np.dtype]
+    #: Per sampler: stat name -> stored (flat) name.
+    stat_names: list[dict[str, str]]
+    #: Stored names of stats holding Python objects (pickled, base64 text).
+    object_stats: frozenset[str]
+    chains: set[int] = field(default_factory=set)
+
+
+class _Shared:
+    """State shared by a ``TraceBackend`` and the per-chain copies ``pm.sample`` makes."""
+
+    def __init__(self, run_id: str | None) -> None:
+        self.requested_run_id = run_id
+        self.next_run_id = run_id or hagelkorn.random()
+        self.session: _Session | None = None
+
+
+class TraceBackend(BaseTrace):
+    """Stores ``pm.sample(trace=TraceBackend(backend))`` as a run of ``backend``.
+
+    ``run_id`` names the run (default: a random id, known before sampling as ``trace.run_id``).
+    Each ``pm.sample`` with the same ``TraceBackend`` stores a new run; a given ``run_id`` can
+    be stored once. ``verbose`` prints where the run goes.
     """
 
     def __init__(
-        self, backend: Backend, *, run_id: str | None = None, verbose: bool = True
+        self,
+        backend: Backend,
+        *,
+        run_id: str | None = None,
+        verbose: bool = True,
+        model: Model | None = None,
     ) -> None:
         if isinstance(backend, TraceBackend):
             backend = backend.backend
+        if not isinstance(backend, Backend):
+            raise TypeError(f"Expected an mcbackend Backend, got {type(backend).__name__}.")
         self.backend = backend
-        self.requested_run_id = run_id
         self.verbose = verbose
-        self.run: Run | None = None
+        self.name = None
+        self.model = model
+        self.chain = None
+        self.sampler_vars = None
+        self.varnames: list[str] = []
+        self._is_base_setup = False
+        self._shared = _Shared(run_id)
+        self._chain: Chain | None = None
+        self._window: range | None = None  # the draws a sliced trace shows
+        self._record_stats: list[dict[str, str]] = []
+        self._object_stats: frozenset[str] = frozenset()
 
     @property
-    def run_id(self) -> str | None:
-        """Id of the run stored by the last ``pm.sample`` (``None`` before sampling)."""
-        return self.run.meta.rid if self.run is not None else None
+    def run_id(self) -> str:
+        """Id of the run being stored, or of the next one."""
+        session = self._shared.session
+        return session.run.meta.rid if session is not None else self._shared.next_run_id
 
     @property
-    def closed(self) -> bool:
-        return self.backend.closed
+    def run(self) -> Run | None:
+        """The run stored by the latest ``pm.sample`` (``None`` before sampling)."""
+        session = self._shared.session
+        return session.run if session is not None else None
 
-    def init_run(self, meta: RunMeta) -> Run:
-        if self.requested_run_id:
-            meta.rid = self.requested_run_id
-        for key, value in run_attributes().items():
-            meta.attributes.setdefault(key, python_to_extended_value(value))
-        meta.data.extend(observed_arrays(meta))
-        self.run = self.backend.init_run(meta)
+    # ---- recording ------------------------------------------------------------------------
+
+    def setup(self, draws: int, chain: int, sampler_vars=None) -> None:
+        session = self._session_for(chain, sampler_vars)
+        BaseTrace.__init__(
+            self,
+            model=session.model,
+            vars=session.vars,
+            fn=session.fn,
+            var_shapes=session.var_shapes,
+            var_dtypes=session.var_dtypes,
+        )
+        super().setup(draws, chain, sampler_vars)
+        self.chain = chain
+        self._record_stats = session.stat_names
+        self._object_stats = session.object_stats
+        self._chain = session.run.init_chain(chain)
+        self._window = None
+        session.chains.add(chain)
+
+    def record(self, point, sampler_stats=None, *, in_warmup: bool = False) -> None:
+        draw = dict(zip(self.varnames, self.fn(*point.values())))
+        stats: dict[str, Any] = {"in_warmup": bool(in_warmup)}
+        for names, values in zip(self._record_stats, sampler_stats or ()):
+            for name, value in values.items():
+                stats[names[name]] = value
+        for name in self._object_stats:
+            if name in stats:
+                stats[name] = _pickled(stats[name])
+        self._chain.append(draw, stats)
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._chain.flush()
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        if self._window is not None:
+            return len(self._window)
+        return len(self._chain) if self._chain is not None else 0
+
+    def _draws(self, burn: int = 0, thin: int = 1) -> slice:
+        window = (self._window or range(len(self)))[burn::thin]
+        if window.step < 0:
+            raise ValueError("Reading draws in reverse order is not supported.")
+        return slice(window.start, window.stop, window.step)
+
+    def get_values(self, varname: str, burn: int = 0, thin: int = 1) -> np.ndarray:
+        return self._chain.get_draws(varname, self._draws(burn, thin))
+
+    def _get_sampler_stats(self, stat_name: str, sampler_idx: int, burn: int, thin: int):
+        name = flat_statname(sampler_idx, stat_name)
+        values = self._chain.get_stats(name, self._draws(burn, thin))
+        if name in self._object_stats:
+            objects = np.empty(len(values), dtype=object)
+            for i, text in enumerate(values):
+                objects[i] = _unpickled(str(text))
+            return objects
+        return values
+
+    def _slice(self, idx: slice) -> TraceBackend:
+        sliced = copy.copy(self)
+        sliced._window = (self._window or range(len(self)))[idx]
+        return sliced
+
+    def point(self, idx: int) -> dict[str, np.ndarray]:
+        draw = (self._window or range(len(self)))[int(idx)]
+        return self._chain.get_draws_at(draw, self.varnames)
+
+    # ---- the run --------------------------------------------------------------------------
+
+    def _session_for(self, chain: int, sampler_vars) -> _Session:
+        """The session of the calling ``pm.sample``: a new run unless one is under way."""
+        shared = self._shared
+        sampling = _find_sampling(self.model)
+        session = shared.session
+        if session is not None and chain not in session.chains and session.step is sampling.step:
+            return session
+        rid = shared.next_run_id
+        if session is not None and rid == session.run.meta.rid and not shared.requested_run_id:
+            rid = hagelkorn.random()
+        session = _start_session(self.backend, rid, sampling, sampler_vars)
+        shared.session = session
+        shared.next_run_id = shared.requested_run_id or hagelkorn.random()
         if self.verbose:
-            where = getattr(self.run, "url", None) or type(self.backend).__name__
-            print(f"mcbackend: storing run {meta.rid} in {where}")
-        return self.run
-
-    def get_run(self, rid: str) -> Run:
-        return self.backend.get_run(rid)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
+            where = getattr(session.run, "url", None) or type(self.backend).__name__
+            print(f"mcbackend: storing run {rid} in {where}")
+        return session
 
 
-def observed_arrays(meta: RunMeta) -> list[DataVariable]:
-    """Observed data given to PyMC as plain arrays (PyMC records only ``pm.Data`` containers)."""
-    try:
-        import pymc as pm
-        from pytensor.graph.basic import Constant
+def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars) -> _Session:
+    model = sampling.model
+    trace_vars = list(sampling.trace_vars or model.unobserved_value_vars)
+    fn = model.compile_fn(
+        outs=[pytensor.Out(v, borrow=True) for v in trace_vars],
+        inputs=[pytensor.In(v, borrow=True) for v in model.value_vars],
+        point_fn=False,
+        on_unused_input="ignore",
+        trust_input=True,
+    )
+    point = sampling.initial_point or model.initial_point()
+    values = dict(zip((v.name for v in trace_vars), fn(**point)))
+    stat_names, stats, object_stats = _sample_stats(sampler_vars or [], sampling.step)
+    meta = RunMeta(
+        rid=rid,
+        variables=_variables(model, values),
+        sample_stats=stats,
+        coordinates=[
+            Coordinate(name, ndarray_from_numpy(np.asarray(values)))
+            for name, values in model.coords.items()
+            if values is not None
+        ],
+        data=model_data(model),
+    )
+    for key, value in run_attributes(sampling.arguments).items():
+        meta.attributes[key] = python_to_extended_value(value)
+    return _Session(
+        run=backend.init_run(meta),
+        model=model,
+        step=sampling.step,
+        fn=fn,
+        vars=trace_vars,
+        var_shapes={name: value.shape for name, value in values.items()},
+        var_dtypes={name: value.dtype for name, value in values.items()},
+        stat_names=stat_names,
+        object_stats=object_stats,
+    )
 
-        model = pm.modelcontext(None)
-    except (ImportError, TypeError):
-        return []
-    known = {d.name for d in meta.data}
+
+def _variables(model: Model, values: Mapping[str, np.ndarray]) -> list[Variable]:
+    deterministics = {d.name for d in model.deterministics}
+    return [
+        Variable(
+            name,
+            value.dtype.name,
+            list(value.shape),
+            dims=list(model.named_vars_to_dims.get(name) or []),
+            is_deterministic=name in deterministics,
+        )
+        for name, value in values.items()
+    ]
+
+
+def _sample_stats(sampler_vars, step) -> tuple[list[dict[str, str]], list[Variable], frozenset]:
+    """Stats named ``sampler_<i>__<name>`` (as PyMC's own adapter names them), plus
+    ``in_warmup``; shapes from the step methods where known, else any shape."""
+    shapes = [m.stats_dtypes_shapes for m in flatten_steps(step)] if step is not None else []
+    names, stats, objects = [], [], set()
+    for s, dtypes in enumerate(sampler_vars):
+        known = shapes[s] if s < len(shapes) else {}
+        names.append({})
+        for name, dtype in dtypes.items():
+            flat = names[s][name] = flat_statname(s, name)
+            dtype = np.dtype(dtype)
+            _, shape = known.get(name, (None, None))
+            if dtype.kind == "O":
+                objects.add(flat)
+                stats.append(Variable(flat, "str", []))
+            elif shape is None:
+                stats.append(Variable(flat, dtype.name, [], undefined_ndim=True))
+            else:
+                stats.append(Variable(flat, dtype.name, [-1 if d is None else d for d in shape]))
+    stats.append(Variable("in_warmup", "bool", []))
+    return names, stats, frozenset(objects)
+
+
+_PICKLED_NONE = base64.encodebytes(pickle.dumps(None)).decode("ascii")
+
+
+def _pickled(value: Any) -> str:
+    """Python objects as text, as PyMC's own adapter stores them."""
+    if value is None:
+        return _PICKLED_NONE
+    return base64.encodebytes(pickle.dumps(value)).decode("ascii")
+
+
+def _unpickled(text: str) -> Any:
+    return pickle.loads(base64.decodebytes(text.encode("ascii")))
+
+
+def _find_sampling(model: Model | None) -> _Sampling:
+    """The model, step method and arguments of the calling ``pm.sample``.
+
+    Read from PyMC's ``init_traces`` and ``sample`` frames; outside them (a trace set up by
+    hand) only the model is known, from ``model`` or the ``with`` context.
+    """
+    found = None
+    arguments: dict[str, Any] = {}
+    frame = sys._getframe(1)
+    while frame is not None:
+        code, local = frame.f_code, frame.f_locals
+        if "pymc" in code.co_filename:
+            if code.co_name == "init_traces" and found is None:
+                found = _Sampling(
+                    model=local["model"],
+                    step=local.get("step"),
+                    trace_vars=local.get("trace_vars"),
+                    initial_point=local.get("initial_point"),
+                )
+            elif code.co_name == "sample":
+                arguments = _sampling_arguments(local)
+                break
+        frame = frame.f_back
+    if found is None:
+        found = _Sampling(model=modelcontext(model))
+    found.arguments = arguments
+    return found
+
+
+def _sampling_arguments(local: Mapping[str, Any]) -> dict[str, Any]:
+    """``tune``, ``draws``, ``chains`` and the step method of a ``pm.sample`` frame."""
+    found: dict[str, Any] = {}
+    for key in ("tune", "draws", "chains"):
+        if isinstance(local.get(key), int):
+            found[key] = local[key]
+    step = local.get("step")
+    if step is not None:
+        methods = getattr(step, "methods", [step])
+        found["sampler"] = ", ".join(type(m).__name__ for m in methods)
+    return found
+
+
+def model_data(model: Model) -> list[DataVariable]:
+    """``pm.Data`` containers and observed data given as plain arrays, with their dims."""
+    observed = {model.rvs_to_values[rv] for rv in model.observed_RVs}
     found = []
+    for name, var in model.named_vars.items():
+        if isinstance(var, Constant):
+            value = var.data
+        elif isinstance(var, SharedVariable):
+            value = var.get_value()
+        else:
+            continue
+        dims = list(model.named_vars_to_dims.get(name) or [])
+        found.append(DataVariable(name, ndarray_from_numpy(value), dims, var in observed))
+    known = {d.name for d in found}
     for rv in model.observed_RVs:
         value = model.rvs_to_values.get(rv)
         if rv.name in known or not isinstance(value, Constant):
@@ -88,7 +372,7 @@ def observed_arrays(meta: RunMeta) -> list[DataVariable]:
     return found
 
 
-def run_attributes() -> dict[str, Any]:
+def run_attributes(sampling_arguments: Mapping[str, Any] = ()) -> dict[str, Any]:
     """Attributes describing a PyMC run: sampler, versions, time, tune/draw counts."""
     attrs: dict[str, Any] = {
         "created_at": datetime.datetime.now(datetime.UTC),
@@ -98,28 +382,5 @@ def run_attributes() -> dict[str, Any]:
     for lib in _LIBRARIES:
         with contextlib.suppress(PackageNotFoundError):
             attrs[f"{lib}_version"] = version(lib)
-    attrs.update(_sampling_arguments())
+    attrs.update(sampling_arguments)
     return attrs
-
-
-def _sampling_arguments() -> dict[str, Any]:
-    """``tune``, ``draws``, ``chains`` and the step method from the calling ``pm.sample``.
-
-    PyMC does not pass these to backends, so they are read from the ``sample`` frame on the
-    call stack; nothing is recorded when it is not there.
-    """
-    found: dict[str, Any] = {}
-    for frame_info in inspect.stack(context=0):
-        frame = frame_info.frame
-        if frame.f_code.co_name != "sample" or "pymc" not in frame.f_code.co_filename:
-            continue
-        local = frame.f_locals
-        for key in ("tune", "draws", "chains"):
-            if isinstance(local.get(key), int):
-                found[key] = local[key]
-        step = local.get("step")
-        if step is not None:
-            methods = getattr(step, "methods", [step])
-            found["sampler"] = ", ".join(type(m).__name__ for m in methods)
-        break
-    return found

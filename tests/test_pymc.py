@@ -91,9 +91,10 @@ def test_pm_sample_into_every_backend(backend):
 
 def test_trace_backend_records_run_id_and_attributes(tmp_path, capsys):
     trace = TraceBackend(mcb.ZarrBackend(str(tmp_path)))
-    assert trace.run_id is None
+    rid = trace.run_id  # known before sampling, as in the seed's README
     idata = sample(trace)
-    assert f"storing run {trace.run_id}" in capsys.readouterr().out
+    assert trace.run_id == rid
+    assert f"storing run {rid}" in capsys.readouterr().out
     run = mcb.open_run(str(tmp_path / trace.run_id))
     check_run(run, idata, observed_name="y")
     attrs = run.to_inferencedata().attrs
