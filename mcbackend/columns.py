@@ -42,8 +42,20 @@ class ColumnStore:
 
     def extend(self, other: ColumnStore) -> None:
         """Append every row of ``other`` (same variables)."""
-        for i in range(other.length):
-            self.append({name: column[i] for name, column in other.columns.items()})
+        self.extend_rows(other.columns, 0, other.length)
+
+    def extend_rows(self, columns: dict[str, np.ndarray | list], lo: int, hi: int) -> None:
+        """Append rows ``lo:hi`` of validated columns (arrays, or lists for list columns)."""
+        n = hi - lo
+        while self.length + n > self._capacity:
+            self._grow()
+        start, end = self.length, self.length + n
+        for name, rows in columns.items():
+            if name in self._lists:
+                self.columns[name].extend(rows[lo:hi])
+            else:
+                self.columns[name][start:end] = rows[lo:hi]
+        self.length = end
 
     def _grow(self) -> None:
         self._capacity = max(2 * self._capacity, 1)

@@ -64,8 +64,29 @@ class Chain(Sized):
         stat_values = _validate_all(stats or {}, self._stat_specs, "stats")
         self._append(values, stat_values)
 
+    def append_many(self, draws: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> None:
+        """Append several iterations at once, given per variable (and stat): an array whose first
+        axis counts the iterations, or a sequence of per-iteration values.
+
+        The batch is validated as a whole before anything is stored: a bad value raises and
+        none of the batch is kept. Much faster per draw than ``append`` for large batches.
+        """
+        n = _batch_length(draws, stats)
+        values = _validate_columns(draws, self._variable_specs, "draws", n)
+        stat_values = _validate_columns(stats or {}, self._stat_specs, "stats", n)
+        if n:
+            self._append_many(values, stat_values, n)
+
     def _append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
         raise NotImplementedError()
+
+    def _append_many(self, draws: dict[str, Any], stats: dict[str, Any], n: int) -> None:
+        """Store ``n`` validated draws (arrays with a draw axis, or lists); default: one by one."""
+        for i in range(n):
+            self._append(
+                {name: values[i] for name, values in draws.items()},
+                {name: values[i] for name, values in stats.items()},
+            )
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -310,3 +331,21 @@ def _validate_all(
     if missing:
         raise ValueError(f"The {what} lacks values for {missing}.")
     return {name: spec.validate(values[name]) for name, spec in specs.items()}
+
+
+def _batch_length(draws: Mapping[str, Any], stats: Mapping[str, Any] | None) -> int:
+    """The number of iterations in an ``append_many`` batch (its first column's length)."""
+    for values in [*draws.values(), *(stats or {}).values()]:
+        return len(values)
+    return 0
+
+
+def _validate_columns(
+    columns: Mapping[str, Any], specs: Mapping[str, VariableSpec], what: str, n: int
+) -> dict[str, Any]:
+    if len(columns) != len(specs) or columns.keys() != specs.keys():
+        unknown = [name for name in columns if name not in specs]
+        if unknown:
+            raise KeyError(f"The {what} have unknown names {unknown}; known: {list(specs)}.")
+        raise ValueError(f"The {what} lack values for {[s for s in specs if s not in columns]}.")
+    return {name: spec.validate_many(columns[name], n) for name, spec in specs.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import json
 import logging
 import os
@@ -140,21 +141,7 @@ class Location:
         if not files:
             return
         if self.is_local:
-            for name, data in files.items():
-                target = self.file(name)
-                folder = os.path.dirname(target)
-                if folder not in _made_folders:
-                    os.makedirs(folder, exist_ok=True)
-                    _made_folders.add(folder)
-                tmp = f"{target}.{os.getpid()}.partial"
-                try:
-                    f = open(tmp, "wb")  # noqa: SIM115
-                except FileNotFoundError:  # the folder was removed since we made it
-                    os.makedirs(folder, exist_ok=True)
-                    f = open(tmp, "wb")  # noqa: SIM115
-                with f:
-                    f.write(data)
-                os.replace(tmp, target)
+            _write_local_many([(self.file(name), data) for name, data in files.items()])
         else:
             self.fs.pipe({self.file(name): data for name, data in files.items()})
 
@@ -169,6 +156,45 @@ class Location:
 
     def __str__(self) -> str:
         return self.url()
+
+
+def _write_local(target: str, data: bytes) -> None:
+    """Write a local file atomically: a temporary file, then a rename."""
+    folder = os.path.dirname(target)
+    if folder not in _made_folders:
+        os.makedirs(folder, exist_ok=True)
+        _made_folders.add(folder)
+    tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.partial"
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115
+    except FileNotFoundError:  # the folder was removed since we made it
+        os.makedirs(folder, exist_ok=True)
+        f = open(tmp, "wb")  # noqa: SIM115
+    with f:
+        f.write(data)
+    os.replace(tmp, target)
+
+
+def _write_local_many(files: list[tuple[str, bytes]]) -> None:
+    """Several local files at once (file system calls release the GIL)."""
+    futures = []
+    for i, (target, data) in enumerate(files):
+        if len(files) == 1:
+            _write_local(target, data)
+            continue
+        try:
+            futures.append(_local_writers().submit(_write_local, target, data))
+        except RuntimeError:  # interpreter shutdown (the exit flush): no new threads
+            for rest in files[i:]:
+                _write_local(*rest)
+            break
+    for future in futures:
+        future.result()
+
+
+@functools.cache
+def _local_writers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="mcbackend-write")
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
@@ -419,6 +445,16 @@ class DrawBuffer:
         self.draws.append(draw)
         self.stats.append(stats)
 
+    def extend_rows(self, draws: dict[str, Any], stats: dict[str, Any], lo: int, hi: int) -> None:
+        if not len(self):
+            self.started = time.monotonic()
+        self.draws.extend_rows(draws, lo, hi)
+        self.stats.extend_rows(stats, lo, hi)
+
+    def room(self, committed: int) -> int:
+        """Draws that fit before the next count flush."""
+        return self.flush_every - (committed + len(self)) % self.flush_every
+
     def due(self, committed: int) -> bool:
         if not len(self):
             return False
@@ -533,6 +569,19 @@ class BufferedChain(Chain):
         if not self._writing:
             self._start_writing()
         self._buffer.append(draw, stats)
+        self._flush_if_due()
+
+    def _append_many(self, draws, stats, n) -> None:
+        if not self._writing:
+            self._start_writing()
+        done = 0
+        while done < n:  # in pieces that end where count flushes are due
+            end = done + min(n - done, self._buffer.room(self._queued))
+            self._buffer.extend_rows(draws, stats, done, end)
+            done = end
+            self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
         if self._buffer.due(self._queued):
             if self._run.background_flush:
                 self._flush_in_background()

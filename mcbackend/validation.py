@@ -103,7 +103,47 @@ class VariableSpec:
         self._check_shape(arr.shape)
         if self.is_str:
             return arr.astype(str)
-        return arr.astype(self.dtype, copy=False)
+        self._check_range(arr)
+        # Draws of dynamic shape are kept as they are: never alias the caller's array.
+        return arr.astype(self.dtype, copy=not self.is_rigid)
+
+    def validate_many(self, values: Any, n: int) -> np.ndarray | list[np.ndarray]:
+        """Validate ``n`` draws at once: an array with a leading draw axis (rigid variables), or
+        a list of per-draw arrays. Raises like ``validate``, naming the problem."""
+        if not self.is_rigid:
+            if len(values) != n:
+                raise ValueError(f"{self.name!r} has {len(values)} values, expected {n}.")
+            return [self.validate(value) for value in values]
+        if not len(values):
+            if n:
+                raise ValueError(f"{self.name!r} has 0 values, expected {n}.")
+            return np.empty((0, *self.shape), dtype=self.dtype)
+        arr = np.asarray(values)
+        if arr.dtype is not self.dtype and arr.dtype != self.dtype:
+            self._check_dtype(arr)
+            self._check_range(arr)
+            arr = arr.astype(self.dtype)
+        if arr.shape[:1] != (n,):
+            raise ValueError(f"{self.name!r} has {len(arr)} values, expected {n}.")
+        if arr.shape[1:] != self.shape:
+            raise ValueError(
+                f"Values of {self.name!r} have shape {arr.shape[1:]}, declared {self.shape}."
+            )
+        return arr
+
+    def _check_range(self, arr: np.ndarray) -> None:
+        """Integers that would wrap around in the declared integer dtype are refused."""
+        if arr.dtype.kind not in "iu" or self.dtype.kind not in "iu" or not arr.size:
+            return
+        if np.can_cast(arr.dtype, self.dtype, "safe"):
+            return
+        info = np.iinfo(self.dtype)
+        lowest, highest = arr.min(), arr.max()
+        if lowest < info.min or highest > info.max:
+            bad = lowest if lowest < info.min else highest
+            raise ValueError(
+                f"Value {bad} of {self.name!r} is out of range for its dtype {self.dtype}."
+            )
 
     def _check_dtype(self, arr: np.ndarray) -> None:
         if self.is_str:

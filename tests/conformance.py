@@ -237,6 +237,86 @@ class BackendConformance:
                 chain.get_draws(var.name), [d[var.name] for d in written[0][0]], var
             )
 
+    def test_append_many_equals_appending_one_by_one(self, backend):
+        variables = [
+            Variable("a", "float32", [3]),
+            Variable("i", "int16", []),
+            Variable("s", "str", []),
+            Variable("r", "float64", [-1]),
+        ]
+        stat_vars = [Variable("in_warmup", "bool", []), Variable("n", "int64", [])]
+        meta = make_meta(variables, stat_vars)
+        n = self.many_draws
+        draws = random_draws(variables, n)
+        stats = random_draws(stat_vars, n, seed=1)
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        chain.append(draws[0], stats[0])
+        columns = {v.name: [d[v.name] for d in draws[1:]] for v in variables}
+        columns["a"] = np.stack(columns["a"])  # an array with a draw axis, or a list of draws
+        stat_columns = {
+            "in_warmup": np.array([s["in_warmup"] for s in stats[1:]]),
+            "n": [int(s["n"]) for s in stats[1:]],  # Python ints
+        }
+        chain.append_many(columns, stat_columns)
+        assert len(chain) == n
+        chain.append_many({v.name: [] for v in variables}, {v.name: [] for v in stat_vars})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        for var in variables:
+            assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
+        for var in stat_vars:
+            assert_values_equal(chain.get_stats(var.name), [s[var.name] for s in stats], var)
+
+    @pytest.mark.parametrize(
+        ("draws", "stats", "error", "match"),
+        [
+            ({"a": [[1.0, 2.0]] * 2, "i": [1, 2, 3]}, [True] * 2, ValueError, "'i' has 3 values"),
+            ({"a": [[1.0, 2.0]] * 2, "i": [1, 2.5]}, [True] * 2, TypeError, "'i' has dtype"),
+            ({"a": [[1.0, 2.0, 3.0]] * 2, "i": [1, 2]}, [True] * 2, ValueError, "'a' have shape"),
+            ({"a": [[1.0, 2.0]] * 2, "i": [1, 2**40]}, [True] * 2, ValueError, "out of range"),
+            ({"a": [[1.0, 2.0]] * 2}, [True] * 2, ValueError, "lack values for \\['i'\\]"),
+            ({"a": [[1.0, 2.0]] * 2, "i": [1, 2], "x": [1, 2]}, [True] * 2, KeyError, "'x'"),
+            ({"a": [[1.0, 2.0]] * 2, "i": [1, 2]}, ["yes", "no"], TypeError, "'s' has dtype"),
+        ],
+    )
+    def test_bad_batch_refused_and_nothing_lost(self, backend, draws, stats, error, match):
+        meta, run, chain, before = self._run_with_data(backend)
+        with pytest.raises(error, match=match):
+            chain.append_many(draws, {"s": stats})
+        assert len(chain) == 3
+        chain.append_many({"a": [[5.0, 6.0]], "i": [7]}, {"s": [False]})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        assert len(chain) == 4
+        np.testing.assert_array_equal(chain.get_draws("i"), [d["i"] for d in before] + [7])
+        np.testing.assert_array_equal(chain.get_stats("s"), [True, True, True, False])
+
+    def test_values_are_copied_on_append(self, backend):
+        """Samplers reuse their arrays: a stored draw never changes with the caller's array."""
+        meta = make_meta([Variable("a", "float64", [2]), Variable("r", "int32", [-1])])
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        a, r = np.zeros(2), np.zeros(3, dtype="int32")
+        for i in range(3):
+            a[:], r[:] = i, i
+            chain.append({"a": a, "r": r})
+        block = np.full((2, 2), 7.0)
+        chain.append_many({"a": block, "r": [r, r]})
+        block[:], r[:] = -1, -1
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        np.testing.assert_array_equal(
+            chain.get_draws("a"), [[0, 0], [1, 1], [2, 2], [7, 7], [7, 7]]
+        )
+        assert [list(v) for v in chain.get_draws("r")] == [
+            [0] * 3,
+            [1] * 3,
+            [2] * 3,
+            [2] * 3,
+            [2] * 3,
+        ]
+
     def test_dynamic_shapes_and_str(self, backend):
         variables = [
             Variable("ragged", "float64", [2, -1]),

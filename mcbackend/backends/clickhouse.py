@@ -216,7 +216,7 @@ class ClickHouseChain(Chain):
     # ---- writing ------------------------------------------------------------------------
 
     def _append(self, draw, stats) -> None:
-        self._pending.append((draw, stats))
+        self._pending.append((_copied(draw), _copied(stats)))  # the caller may reuse its arrays
         due_by_time = time.monotonic() - self._last_insert >= self._insert_interval
         if len(self._pending) >= self._insert_every or due_by_time:
             self.flush()
@@ -434,3 +434,7 @@ class ClickHouseBackend(Backend):
             raise KeyError(f"No run with id '{rid}' in ClickHouse.")
         created_at, proto = rows[0]
         return ClickHouseRun(RunMeta.parse(base64.b64decode(proto)), self, created_at)
+
+
+def _copied(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in values.items()}

@@ -21,6 +21,10 @@ class NumPyChain(Chain):
         self._draws.append(draw)
         self._stats.append(stats)
 
+    def _append_many(self, draws, stats, n) -> None:
+        self._draws.extend_rows(draws, 0, n)
+        self._stats.extend_rows(stats, 0, n)
+
     def _store(self, is_stat: bool) -> ColumnStore:
         return self._stats if is_stat else self._draws
 
