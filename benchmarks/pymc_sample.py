@@ -5,14 +5,16 @@
 2 chains, 1000 tune + 1000 draws of a hierarchical model with 30 group effects. Each backend
 is measured twice: wrapped in ``mcbackend.pymc.TraceBackend`` (``trace=TraceBackend(backend)``,
 the recommended way) and bare (``trace=backend``, adapted by PyMC's own ``ChainRecordAdapter``).
-Each configuration runs ``--repeat`` times, interleaved; the best time counts. Target: local
-Zarr and Parquet through TraceBackend within 1.05x of PyMC's default.
+Each configuration runs ``--repeat`` times, each time right after a run with PyMC's default
+trace; the ratio printed is the median over these pairs. Target: local Zarr and Parquet through
+TraceBackend within 1.05x of PyMC's default.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -81,14 +83,24 @@ def main() -> None:
     try:
         factories = backends(args.backends.split(","), workdir)
         timed_sample(model, None, args.cores)  # compile once, outside the measurements
-        best = {name: float("inf") for name in factories}
-        for _ in range(args.repeat):
-            for name, factory in factories.items():
-                best[name] = min(best[name], timed_sample(model, factory(), args.cores))
-        base = best["pymc-default"]
-        print(f"{'trace':18s} {'seconds':>8s} {'vs default':>10s}")
-        for name, seconds in best.items():
-            print(f"{name:18s} {seconds:8.2f} {seconds / base:9.3f}x")
+        for factory in factories.values():  # first imports (zarr, pyarrow) outside too
+            timed_sample(model, factory(), args.cores)
+        times: dict[str, list[float]] = {name: [] for name in factories}
+        ratios: dict[str, list[float]] = {name: [] for name in factories}
+        names = list(factories)[1:]
+        for r in range(args.repeat):
+            # Each configuration right after a run of the default: ratios of neighbours cancel
+            # the machine's slow drifts. The order rotates between rounds.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                base = timed_sample(model, None, args.cores)
+                seconds = timed_sample(model, factories[name](), args.cores)
+                times["pymc-default"].append(base)
+                times[name].append(seconds)
+                ratios[name].append(seconds / base)
+        print(f"{'trace':18s} {'best s':>7s} {'median s':>8s} {'ratio (median of pairs)':>24s}")
+        for name, seconds in times.items():
+            ratio = f"{statistics.median(ratios[name]):.3f}x" if ratios[name] else "1"
+            print(f"{name:18s} {min(seconds):7.2f} {statistics.median(seconds):8.2f} {ratio:>24s}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -161,8 +161,12 @@ class Chain(Sized):
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Persist buffered draws. A no-op for backends that write through."""
+    def flush(self, wait: bool = True) -> None:
+        """Persist buffered draws. A no-op for backends that write through.
+
+        With ``wait=False`` a backend may write in the background; the next read, flush or
+        close waits for that write.
+        """
 
     def close(self) -> None:
         """Flush and release resources."""

@@ -616,8 +616,17 @@ class BufferedChain(Chain):
             raise self._flush_error(ex) from ex
         self._keep(start, buffer)
 
-    def flush(self) -> None:
-        """Wait for a background write, then write what is buffered (commit point last)."""
+    def flush(self, wait: bool = True) -> None:
+        """Wait for a background write, then write what is buffered (commit point last).
+
+        With ``wait=False`` (and background flushes enabled) the buffer is written in the
+        background instead; a failure surfaces at the next flush or read.
+        """
+        if not wait and self._run.background_flush and len(self._buffer):
+            if not self._writing:
+                self._start_writing()
+            self._flush_in_background()
+            return
         self._wait_for_background()
         n = len(self._buffer)
         if not n:

@@ -50,6 +50,7 @@ class _Sampling:
     step: Any = None
     trace_vars: Sequence | None = None
     initial_point: Mapping[str, np.ndarray] | None = None
+    chains: int = 1
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,7 +69,10 @@ class _Session:
     stat_names: list[dict[str, str]]
     #: Stored names of stats holding Python objects (pickled, base64 text).
     object_stats: frozenset[str]
-    chains: set[int] = field(default_factory=set)
+    #: Chains ``pm.sample`` runs (1 when unknown: every close waits for its write).
+    expected_chains: int = 1
+    chains: dict[int, Chain] = field(default_factory=dict)
+    open_chains: set[int] = field(default_factory=set)
 
 
 class _Shared:
@@ -86,7 +90,14 @@ class TraceBackend(BaseTrace):
     ``run_id`` names the run (default: a random id, known before sampling as ``trace.run_id``).
     Each ``pm.sample`` with the same ``TraceBackend`` stores a new run; a given ``run_id`` can
     be stored once. ``verbose`` prints where the run goes.
+
+    Recorded draws are staged in columns and handed to the chain ``stage_draws`` at a time
+    (``Chain.append_many``), which validates and stores them per column; reading the trace,
+    slicing it and closing it hand over what is staged first.
     """
+
+    #: Draws recorded before they are handed to the chain at once.
+    stage_draws: int = 64
 
     def __init__(
         self,
@@ -113,6 +124,9 @@ class TraceBackend(BaseTrace):
         self._window: range | None = None  # the draws a sliced trace shows
         self._record_stats: list[dict[str, str]] = []
         self._object_stats: frozenset[str] = frozenset()
+        self._staged = 0  # draws recorded into the stage, not yet in the chain
+        self._draw_stage: list[np.ndarray] = []
+        self._stat_stage: dict[str, list] = {}
 
     @property
     def run_id(self) -> str:
@@ -144,32 +158,70 @@ class TraceBackend(BaseTrace):
         self._object_stats = session.object_stats
         self._chain = session.run.init_chain(chain)
         self._window = None
-        session.chains.add(chain)
+        self._draw_stage = [
+            np.empty((self.stage_draws, *self.var_shapes[name]), self.var_dtypes[name])
+            for name in self.varnames
+        ]
+        self._stat_stage = {stat.name: [] for stat in session.run.meta.sample_stats}
+        self._staged = 0
+        session.chains[chain] = self._chain
+        session.open_chains.add(chain)
 
     def record(self, point, sampler_stats=None, *, in_warmup: bool = False) -> None:
-        draw = dict(zip(self.varnames, self.fn(*point.values())))
-        stats: dict[str, Any] = {"in_warmup": bool(in_warmup)}
-        for names, values in zip(self._record_stats, sampler_stats or ()):
-            for name, value in values.items():
-                stats[names[name]] = value
+        i = self._staged
+        if i == self.stage_draws:
+            self._store_staged()
+            i = 0
+        for column, value in zip(self._draw_stage, self.fn(*point.values())):
+            column[i] = value
+        stats = self._stat_stage
+        try:
+            for names, values in zip(self._record_stats, sampler_stats or ()):
+                for name, value in values.items():
+                    stats[names[name]].append(value)
+        except KeyError:
+            raise KeyError(f"The sampler reported a stat {name!r} it did not declare.") from None
+        stats["in_warmup"].append(in_warmup)
+        self._staged = i + 1
+
+    def _store_staged(self) -> None:
+        """Hand the staged draws to the chain (validated there, as one batch)."""
+        n, self._staged = self._staged, 0
+        if not n:
+            return
+        draws = {name: column[:n] for name, column in zip(self.varnames, self._draw_stage)}
+        stats, self._stat_stage = self._stat_stage, {name: [] for name in self._stat_stage}
         for name in self._object_stats:
-            if name in stats:
-                stats[name] = _pickled(stats[name])
-        self._chain.append(draw, stats)
+            stats[name] = [_pickled(value) for value in stats[name]]
+        self._chain.append_many(draws, stats)
 
     def close(self) -> None:
-        if self._chain is not None:
-            self._chain.flush()
+        """Store what is staged. Chains closed while others still sample are written in the
+        background; closing the last one waits until every chain of the run is written."""
+        if self._chain is None or self._window is not None:
+            return
+        self._store_staged()
+        session = self._shared.session
+        number = self._chain.cmeta.chain_number
+        if session is None or session.chains.get(number) is not self._chain:
+            self._chain.flush()  # a trace of an earlier session
+            return
+        session.open_chains.discard(number)
+        if session.open_chains or len(session.chains) < session.expected_chains:
+            self._chain.flush(wait=False)
+        else:
+            for chain in session.chains.values():
+                chain.flush()
 
     # ---- reading --------------------------------------------------------------------------
 
     def __len__(self) -> int:
         if self._window is not None:
             return len(self._window)
-        return len(self._chain) if self._chain is not None else 0
+        return len(self._chain) + self._staged if self._chain is not None else 0
 
     def _draws(self, burn: int = 0, thin: int = 1) -> slice:
-        window = (self._window or range(len(self)))[burn::thin]
+        window = self._shown()[burn::thin]
         if window.step < 0:
             raise ValueError("Reading draws in reverse order is not supported.")
         return slice(window.start, window.stop, window.step)
@@ -189,12 +241,18 @@ class TraceBackend(BaseTrace):
 
     def _slice(self, idx: slice) -> TraceBackend:
         sliced = copy.copy(self)
-        sliced._window = (self._window or range(len(self)))[idx]
+        sliced._window = self._shown()[idx]
         return sliced
 
     def point(self, idx: int) -> dict[str, np.ndarray]:
-        draw = (self._window or range(len(self)))[int(idx)]
-        return self._chain.get_draws_at(draw, self.varnames)
+        return self._chain.get_draws_at(self._shown()[int(idx)], self.varnames)
+
+    def _shown(self) -> range:
+        """The chain's draws this trace shows (every draw in the chain, staged ones stored)."""
+        if self._window is not None:
+            return self._window
+        self._store_staged()
+        return range(len(self._chain))
 
     # ---- the run --------------------------------------------------------------------------
 
@@ -253,6 +311,7 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
         var_dtypes={name: value.dtype for name, value in values.items()},
         stat_names=stat_names,
         object_stats=object_stats,
+        expected_chains=sampling.chains,
     )
 
 
@@ -325,6 +384,7 @@ def _find_sampling(model: Model | None) -> _Sampling:
                     step=local.get("step"),
                     trace_vars=local.get("trace_vars"),
                     initial_point=local.get("initial_point"),
+                    chains=local.get("chains") or 1,
                 )
             elif code.co_name == "sample":
                 arguments = _sampling_arguments(local)

@@ -105,6 +105,21 @@ def test_trace_backend_records_run_id_and_attributes(tmp_path, capsys):
     assert attrs["created_at"].startswith("20")
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "parquet"])
+def test_run_is_written_when_pm_sample_returns(tmp_path, fmt):
+    """Chains finished early are written in the background; the last close waits for all."""
+    backend = {"zarr": mcb.ZarrBackend, "parquet": mcb.ParquetBackend}[fmt](str(tmp_path))
+    trace = TraceBackend(backend, verbose=False)
+    mtrace = sample(trace, return_inferencedata=False)
+    run = mcb.open_run(str(tmp_path / trace.run_id))  # from storage, not the writing handles
+    assert [len(c) for c in run.get_chains()] == [TUNE + DRAWS] * 2
+    stored = run.get_chains()[1].get_draws("sigma", slice(TUNE, None))
+    np.testing.assert_array_equal(stored, mtrace.get_values("sigma", chains=[1]))
+    # Reading the returned trace: windows on the stored chains, warm-up already dropped.
+    assert len(mtrace) == DRAWS
+    assert mtrace.point(0)["effect"].shape == (3,)
+
+
 @pytest.mark.s3
 def test_sample_to_s3_then_reopen_in_fresh_process(s3_bucket, s3_options):
     trace = TraceBackend(mcb.ZarrBackend(f"{s3_bucket}/runs", s3_options))

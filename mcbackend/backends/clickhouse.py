@@ -221,8 +221,8 @@ class ClickHouseChain(Chain):
         if len(self._pending) >= self._insert_every or due_by_time:
             self.flush()
 
-    def flush(self) -> None:
-        """Insert the pending draws in one INSERT."""
+    def flush(self, wait: bool = True) -> None:
+        """Insert the pending draws in one INSERT (always before returning)."""
         if not self._pending:
             return
         n = len(self._pending)
