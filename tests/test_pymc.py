@@ -89,6 +89,24 @@ def test_pm_sample_into_every_backend(backend):
     check_run(backend.get_run(rid), idata)
 
 
+def test_trace_backend_into_every_backend(backend):
+    trace = TraceBackend(backend, verbose=False)
+    idata = sample(trace)
+    check_run(backend.get_run(trace.run_id), idata, observed_name="y")
+
+
+def test_each_pm_sample_stores_a_new_run():
+    backend = mcb.NumPyBackend()
+    trace = TraceBackend(backend, verbose=False)
+    first_id = trace.run_id
+    first = sample(trace)
+    second = sample(trace)
+    assert trace.run_id != first_id
+    assert set(backend.get_runs()) == {first_id, trace.run_id}
+    check_run(backend.get_run(first_id), first, observed_name="y")
+    check_run(backend.get_run(trace.run_id), second, observed_name="y")
+
+
 def test_trace_backend_records_run_id_and_attributes(tmp_path, capsys):
     trace = TraceBackend(mcb.ZarrBackend(str(tmp_path)))
     rid = trace.run_id  # known before sampling, as in the seed's README
