@@ -55,13 +55,14 @@ class Chain(Sized):
     # ---- writing -------------------------------------------------------------------------
 
     def append(self, draw: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> None:
-        """Append one iteration: values of every variable and, if the run has them, every stat.
+        """Append one iteration: values of every variable and, if the run has them, stats.
 
         Everything is validated before anything is stored; a bad draw raises and leaves
-        the chain as it was.
+        the chain as it was. A stat left out (samplers skip some in some draws) is stored as
+        its missing value: NaN for floats, 0, False, "" or an empty array.
         """
         values = _validate_all(draw, self._variable_specs, "draw")
-        stat_values = _validate_all(stats or {}, self._stat_specs, "stats")
+        stat_values = _validate_all(stats or {}, self._stat_specs, "stats", fill_missing=True)
         self._append(values, stat_values)
 
     def append_many(self, draws: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> None:
@@ -73,7 +74,9 @@ class Chain(Sized):
         """
         n = _batch_length(draws, stats)
         values = _validate_columns(draws, self._variable_specs, "draws", n)
-        stat_values = _validate_columns(stats or {}, self._stat_specs, "stats", n)
+        stat_values = _validate_columns(
+            stats or {}, self._stat_specs, "stats", n, fill_missing=True
+        )
         if n:
             self._append_many(values, stat_values, n)
 
@@ -321,7 +324,10 @@ def _check_slice(slc: slice) -> slice:
 
 
 def _validate_all(
-    values: Mapping[str, Any], specs: Mapping[str, VariableSpec], what: str
+    values: Mapping[str, Any],
+    specs: Mapping[str, VariableSpec],
+    what: str,
+    fill_missing: bool = False,
 ) -> dict[str, np.ndarray]:
     if len(values) == len(specs):
         try:
@@ -332,9 +338,12 @@ def _validate_all(
     if unknown:
         raise KeyError(f"The {what} has unknown names {unknown}; known: {list(specs)}.")
     missing = [name for name in specs if name not in values]
-    if missing:
+    if missing and not fill_missing:
         raise ValueError(f"The {what} lacks values for {missing}.")
-    return {name: spec.validate(values[name]) for name, spec in specs.items()}
+    return {
+        name: spec.validate(values[name]) if name in values else spec.missing_value()
+        for name, spec in specs.items()
+    }
 
 
 def _batch_length(draws: Mapping[str, Any], stats: Mapping[str, Any] | None) -> int:
@@ -345,11 +354,22 @@ def _batch_length(draws: Mapping[str, Any], stats: Mapping[str, Any] | None) -> 
 
 
 def _validate_columns(
-    columns: Mapping[str, Any], specs: Mapping[str, VariableSpec], what: str, n: int
+    columns: Mapping[str, Any],
+    specs: Mapping[str, VariableSpec],
+    what: str,
+    n: int,
+    fill_missing: bool = False,
 ) -> dict[str, Any]:
     if len(columns) != len(specs) or columns.keys() != specs.keys():
         unknown = [name for name in columns if name not in specs]
         if unknown:
             raise KeyError(f"The {what} have unknown names {unknown}; known: {list(specs)}.")
-        raise ValueError(f"The {what} lack values for {[s for s in specs if s not in columns]}.")
-    return {name: spec.validate_many(columns[name], n) for name, spec in specs.items()}
+        if not fill_missing:
+            missing = [s for s in specs if s not in columns]
+            raise ValueError(f"The {what} lack values for {missing}.")
+    return {
+        name: spec.validate_many(columns[name], n)
+        if name in columns
+        else spec.validate_many([spec.missing_value()] * n, n)
+        for name, spec in specs.items()
+    }

@@ -69,6 +69,8 @@ class _Session:
     stat_names: list[dict[str, str]]
     #: Stored names of stats holding Python objects (pickled, base64 text).
     object_stats: frozenset[str]
+    #: Per stored stat name: the value of a draw in which the sampler did not report it.
+    stat_fill: dict[str, Any]
     #: Chains ``pm.sample`` runs (1 when unknown: every close waits for its write).
     expected_chains: int = 1
     chains: dict[int, Chain] = field(default_factory=dict)
@@ -125,8 +127,9 @@ class TraceBackend(BaseTrace):
         self._record_stats: list[dict[str, str]] = []
         self._object_stats: frozenset[str] = frozenset()
         self._staged = 0  # draws recorded into the stage, not yet in the chain
+        self._stat_fill: dict[str, Any] = {}
         self._draw_stage: list[np.ndarray] = []
-        self._stat_stage: dict[str, list] = {}
+        self._stat_rows: list[tuple[list[dict], bool]] = []  # (sampler stats, in warm-up)
 
     @property
     def run_id(self) -> str:
@@ -162,7 +165,8 @@ class TraceBackend(BaseTrace):
             np.empty((self.stage_draws, *self.var_shapes[name]), self.var_dtypes[name])
             for name in self.varnames
         ]
-        self._stat_stage = {stat.name: [] for stat in session.run.meta.sample_stats}
+        self._stat_fill = session.stat_fill
+        self._stat_rows = []
         self._staged = 0
         session.chains[chain] = self._chain
         session.open_chains.add(chain)
@@ -174,14 +178,8 @@ class TraceBackend(BaseTrace):
             i = 0
         for column, value in zip(self._draw_stage, self.fn(*point.values())):
             column[i] = value
-        stats = self._stat_stage
-        try:
-            for names, values in zip(self._record_stats, sampler_stats or ()):
-                for name, value in values.items():
-                    stats[names[name]].append(value)
-        except KeyError:
-            raise KeyError(f"The sampler reported a stat {name!r} it did not declare.") from None
-        stats["in_warmup"].append(in_warmup)
+        # Copied: a step method may reuse its dicts.
+        self._stat_rows.append(([dict(s) for s in sampler_stats or ()], in_warmup))
         self._staged = i + 1
 
     def _store_staged(self) -> None:
@@ -190,10 +188,24 @@ class TraceBackend(BaseTrace):
         if not n:
             return
         draws = {name: column[:n] for name, column in zip(self.varnames, self._draw_stage)}
-        stats, self._stat_stage = self._stat_stage, {name: [] for name in self._stat_stage}
+        rows, self._stat_rows = self._stat_rows, []
+        self._chain.append_many(draws, self._stat_columns(rows))
+
+    def _stat_columns(self, rows: list[tuple[list[dict], bool]]) -> dict[str, list]:
+        """Staged stats by stored name. A stat a sampler declared but did not report in a draw
+        (NUTS inside a CompoundStep skips ``model_logp``) is stored as NaN, 0, False or None,
+        as PyMC's own trace fills it."""
+        columns: dict[str, list] = {"in_warmup": [warmup for _, warmup in rows]}
+        for s, names in enumerate(self._record_stats):
+            for name, stored in names.items():
+                fill = self._stat_fill[stored]
+                columns[stored] = [r[s].get(name, fill) if s < len(r) else fill for r, _ in rows]
+            unknown = {k for r, _ in rows if s < len(r) for k in r[s] if k not in names}
+            if unknown:
+                raise KeyError(f"Sampler {s} reported stats {sorted(unknown)} it did not declare.")
         for name in self._object_stats:
-            stats[name] = [_pickled(value) for value in stats[name]]
-        self._chain.append_many(draws, stats)
+            columns[name] = [_pickled(value) for value in columns[name]]
+        return columns
 
     def close(self) -> None:
         """Store what is staged. Chains closed while others still sample are written in the
@@ -288,6 +300,7 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
     point = sampling.initial_point or model.initial_point()
     values = dict(zip((v.name for v in trace_vars), fn(**point)))
     stat_names, stats, object_stats = _sample_stats(sampler_vars or [], sampling.step)
+    stat_fill = {s.name: _missing_value(s.dtype) for s in stats}
     meta = RunMeta(
         rid=rid,
         variables=_variables(model, values),
@@ -311,6 +324,7 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
         var_dtypes={name: value.dtype for name, value in values.items()},
         stat_names=stat_names,
         object_stats=object_stats,
+        stat_fill=stat_fill,
         expected_chains=sampling.chains,
     )
 
@@ -350,6 +364,14 @@ def _sample_stats(sampler_vars, step) -> tuple[list[dict[str, str]], list[Variab
                 stats.append(Variable(flat, dtype.name, [-1 if d is None else d for d in shape]))
     stats.append(Variable("in_warmup", "bool", []))
     return names, stats, frozenset(objects)
+
+
+def _missing_value(dtype: str) -> Any:
+    """What stands for a stat not reported in a draw: NaN where the dtype has it."""
+    if dtype == "str":
+        return None  # an object stat: pickled None
+    kind = np.dtype(dtype).kind
+    return np.nan if kind in "fc" else False if kind == "b" else 0
 
 
 _PICKLED_NONE = base64.encodebytes(pickle.dumps(None)).decode("ascii")

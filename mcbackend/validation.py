@@ -107,6 +107,13 @@ class VariableSpec:
         # Draws of dynamic shape are kept as they are: never alias the caller's array.
         return arr.astype(self.dtype, copy=not self.is_rigid)
 
+    def missing_value(self) -> np.ndarray:
+        """What stands for a value left out: NaN where the dtype has it, else 0, False or "";
+        dynamic dimensions are empty."""
+        shape = (0,) if self.undefined_ndim else tuple(max(s, 0) for s in self.shape)
+        fill = np.nan if self.dtype.kind in "fc" else "" if self.is_str else 0
+        return np.full(shape, fill, dtype=self.dtype)
+
     def validate_many(self, values: Any, n: int) -> np.ndarray | list[np.ndarray]:
         """Validate ``n`` draws at once: an array with a leading draw axis (rigid variables), or
         a list of per-draw arrays. Raises like ``validate``, naming the problem."""

@@ -292,6 +292,35 @@ class BackendConformance:
         np.testing.assert_array_equal(chain.get_draws("i"), [d["i"] for d in before] + [7])
         np.testing.assert_array_equal(chain.get_stats("s"), [True, True, True, False])
 
+    def test_stats_left_out_are_stored_as_missing(self, backend):
+        """Samplers skip stats in some draws (PyMC's NUTS in a CompoundStep: model_logp)."""
+        stat_vars = [
+            Variable("f", "float32", [2]),
+            Variable("i", "int64", []),
+            Variable("b", "bool", []),
+            Variable("s", "str", []),
+            Variable("r", "float64", [-1]),
+        ]
+        meta = make_meta([Variable("a", "float64", [])], stat_vars)
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        full = {"f": [1.0, 2.0], "i": 3, "b": True, "s": "x", "r": [1.0]}
+        chain.append({"a": 0.0}, full)
+        chain.append({"a": 1.0}, {"i": 4})
+        chain.append({"a": 2.0})
+        chain.append_many({"a": [3.0, 4.0]}, {"b": [True, False]})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        f = chain.get_stats("f")
+        np.testing.assert_array_equal(f[0], [1.0, 2.0])
+        assert f.dtype == np.float32 and np.isnan(f[1:]).all()
+        np.testing.assert_array_equal(chain.get_stats("i"), [3, 4, 0, 0, 0])
+        np.testing.assert_array_equal(chain.get_stats("b"), [True, False, False, True, False])
+        assert [str(s) for s in chain.get_stats("s")] == ["x", "", "", "", ""]
+        assert [len(r) for r in chain.get_stats("r")] == [1, 0, 0, 0, 0]
+        with pytest.raises(ValueError, match="lacks values for \\['a'\\]"):
+            chain.append({}, full)  # draws are never filled in
+
     def test_values_are_copied_on_append(self, backend):
         """Samplers reuse their arrays: a stored draw never changes with the caller's array."""
         meta = make_meta([Variable("a", "float64", [2]), Variable("r", "int32", [-1])])
@@ -458,7 +487,7 @@ class BackendConformance:
             ({"a": [1.0, 2.0], "i": 2**40}, {"s": True}, ValueError, "out of range.*int32"),
             ({"a": ["x", "y"], "i": 1}, {"s": True}, TypeError, "'a' has dtype <U1"),
             ({"a": [1.0, 2.0], "i": 1}, {"s": "yes"}, TypeError, "'s' has dtype"),
-            ({"a": [1.0, 2.0], "i": 1}, None, ValueError, "stats lacks values.*'s'"),
+            ({"a": [1.0, 2.0], "i": 1}, {"s": True, "t": 1}, KeyError, "stats has unknown.*'t'"),
         ],
     )
     def test_bad_draw_refused_and_nothing_lost(self, backend, draw, stats, error, match):

@@ -1,7 +1,9 @@
 """PyMC end to end: real pm.sample into every backend."""
 
+import base64
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -105,6 +107,49 @@ def test_each_pm_sample_stores_a_new_run():
     assert set(backend.get_runs()) == {first_id, trace.run_id}
     check_run(backend.get_run(first_id), first, observed_name="y")
     check_run(backend.get_run(trace.run_id), second, observed_name="y")
+
+
+def test_compound_step_and_var_names(tmp_path):
+    """Two step methods (stats of both samplers, object stats pickled) and a subset of variables."""
+    backend = mcb.ZarrBackend(str(tmp_path))
+    trace = TraceBackend(backend, verbose=False)
+    with pm.Model():
+        rate = pm.HalfNormal("rate", 2)
+        count = pm.Poisson("count", rate)
+        pm.Deterministic("twice", 2 * count)
+        idata = pm.sample(
+            tune=30, draws=20, chains=2, cores=1, trace=trace, random_seed=3, var_names=["count"],
+            progressbar=False, compute_convergence_checks=False, discard_tuned_samples=False,
+        )  # fmt: skip
+    run = backend.get_run(trace.run_id)
+    assert [v.name for v in run.meta.variables] == ["count"]
+    stats = {v.name for v in run.meta.sample_stats}
+    assert {"sampler_0__diverging", "sampler_1__accept", "in_warmup"} <= stats
+    dt = run.to_inferencedata()
+    np.testing.assert_array_equal(dt["posterior"]["count"].values, idata.posterior["count"].values)
+    np.testing.assert_array_equal(
+        dt["warmup_posterior"]["count"].values, idata.warmup_posterior["count"].values
+    )
+    warnings = run.get_chains()[0].get_stats("sampler_0__warning")  # pickled, as base64 text
+    objects = {type(pickle.loads(base64.decodebytes(str(w).encode()))) for w in warnings}
+    assert len(warnings) == 50 and objects <= {type(None), pm.stats.convergence.SamplerWarning}
+    # NUTS inside a CompoundStep does not report model_logp: stored as NaN
+    assert np.isnan(run.get_chains()[0].get_stats("sampler_0__model_logp")).all()
+
+
+def test_compound_step_into_bare_backend():
+    """PyMC's own adapter passes only the stats a sampler reported; the rest are missing."""
+    backend = mcb.NumPyBackend()
+    with pm.Model():
+        rate = pm.HalfNormal("rate", 2)
+        pm.Poisson("count", rate)
+        idata = pm.sample(
+            tune=10, draws=10, chains=1, trace=backend, random_seed=3, progressbar=False,
+            compute_convergence_checks=False,
+        )  # fmt: skip
+    (chain,) = backend.get_run(backend.get_runs()[0]).get_chains()
+    np.testing.assert_array_equal(chain.get_draws("count")[10:], idata.posterior["count"][0])
+    assert np.isnan(chain.get_stats("sampler_0__model_logp")).all()
 
 
 def test_trace_backend_records_run_id_and_attributes(tmp_path, capsys):
