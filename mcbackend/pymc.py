@@ -36,6 +36,7 @@ from .core import Backend, Chain, Run
 from .inferencedata import python_to_extended_value
 from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
+from .validation import VariableSpec
 
 __all__ = ["TraceBackend"]
 
@@ -193,8 +194,8 @@ class TraceBackend(BaseTrace):
 
     def _stat_columns(self, rows: list[tuple[list[dict], bool]]) -> dict[str, list]:
         """Staged stats by stored name. A stat a sampler declared but did not report in a draw
-        (NUTS inside a CompoundStep skips ``model_logp``) is stored as NaN, 0, False or None,
-        as PyMC's own trace fills it."""
+        (NUTS inside a CompoundStep skips ``model_logp``) is stored as missing, as
+        ``Chain.append`` stores a stat left out (NaN, 0, False; object stats None)."""
         columns: dict[str, list] = {"in_warmup": [warmup for _, warmup in rows]}
         for s, names in enumerate(self._record_stats):
             for name, stored in names.items():
@@ -300,7 +301,10 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
     point = sampling.initial_point or model.initial_point()
     values = dict(zip((v.name for v in trace_vars), fn(**point)))
     stat_names, stats, object_stats = _sample_stats(sampler_vars or [], sampling.step)
-    stat_fill = {s.name: _missing_value(s.dtype) for s in stats}
+    stat_fill = {  # what a draw that lacks the stat stores (object stats: pickled None)
+        s.name: None if s.name in object_stats else VariableSpec.from_variable(s).missing_value()
+        for s in stats
+    }
     meta = RunMeta(
         rid=rid,
         variables=_variables(model, values),
@@ -364,14 +368,6 @@ def _sample_stats(sampler_vars, step) -> tuple[list[dict[str, str]], list[Variab
                 stats.append(Variable(flat, dtype.name, [-1 if d is None else d for d in shape]))
     stats.append(Variable("in_warmup", "bool", []))
     return names, stats, frozenset(objects)
-
-
-def _missing_value(dtype: str) -> Any:
-    """What stands for a stat not reported in a draw: NaN where the dtype has it."""
-    if dtype == "str":
-        return None  # an object stat: pickled None
-    kind = np.dtype(dtype).kind
-    return np.nan if kind in "fc" else False if kind == "b" else 0
 
 
 _PICKLED_NONE = base64.encodebytes(pickle.dumps(None)).decode("ascii")
