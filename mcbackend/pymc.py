@@ -29,6 +29,7 @@ import pytensor
 from pymc.backends.base import BaseTrace
 from pymc.model import Model, modelcontext
 from pymc.step_methods.compound import flat_statname, flatten_steps
+from pymc.util import is_transformed_name
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 
@@ -53,6 +54,8 @@ class _Sampling:
     initial_point: Mapping[str, np.ndarray] | None = None
     chains: int = 1
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: ``pm.sample(idata_kwargs={"include_transformed": True})`` asks for transformed values.
+    include_transformed: bool = False
 
 
 @dataclass
@@ -92,7 +95,9 @@ class TraceBackend(BaseTrace):
 
     ``run_id`` names the run (default: a random id, known before sampling as ``trace.run_id``).
     Each ``pm.sample`` with the same ``TraceBackend`` stores a new run; a given ``run_id`` can
-    be stored once. ``verbose`` prints where the run goes.
+    be stored once. ``verbose`` prints where the run goes. Values of transformed variables
+    (``sigma_log__``) are stored only with ``include_transformed`` or when ``pm.sample`` is asked
+    for them (``idata_kwargs={"include_transformed": True}``).
 
     Recorded draws are staged in columns and handed to the chain ``stage_draws`` at a time
     (``Chain.append_many``), which validates and stores them per column; reading the trace,
@@ -109,6 +114,7 @@ class TraceBackend(BaseTrace):
         run_id: str | None = None,
         verbose: bool = True,
         model: Model | None = None,
+        include_transformed: bool = False,
     ) -> None:
         if isinstance(backend, TraceBackend):
             backend = backend.backend
@@ -116,6 +122,7 @@ class TraceBackend(BaseTrace):
             raise TypeError(f"Expected an mcbackend Backend, got {type(backend).__name__}.")
         self.backend = backend
         self.verbose = verbose
+        self.include_transformed = include_transformed
         self.name = None
         self.model = model
         self.chain = None
@@ -279,6 +286,7 @@ class TraceBackend(BaseTrace):
         rid = shared.next_run_id
         if session is not None and rid == session.run.meta.rid and not shared.requested_run_id:
             rid = hagelkorn.random()
+        sampling.include_transformed |= self.include_transformed
         session = _start_session(self.backend, rid, sampling, sampler_vars)
         shared.session = session
         shared.next_run_id = shared.requested_run_id or hagelkorn.random()
@@ -291,6 +299,8 @@ class TraceBackend(BaseTrace):
 def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars) -> _Session:
     model = sampling.model
     trace_vars = list(sampling.trace_vars or model.unobserved_value_vars)
+    if not sampling.include_transformed:  # sigma_log__ and the like: what PyMC's data omits
+        trace_vars = [v for v in trace_vars if not is_transformed_name(v.name)]
     fn = model.compile_fn(
         outs=[pytensor.Out(v, borrow=True) for v in trace_vars],
         inputs=[pytensor.In(v, borrow=True) for v in model.value_vars],
@@ -392,6 +402,7 @@ def _find_sampling(model: Model | None) -> _Sampling:
     """
     found = None
     arguments: dict[str, Any] = {}
+    include_transformed = False
     frame = sys._getframe(1)
     while frame is not None:
         code, local = frame.f_code, frame.f_locals
@@ -406,11 +417,15 @@ def _find_sampling(model: Model | None) -> _Sampling:
                 )
             elif code.co_name == "sample":
                 arguments = _sampling_arguments(local)
+                include_transformed = bool(
+                    (local.get("idata_kwargs") or {}).get("include_transformed")
+                )
                 break
         frame = frame.f_back
     if found is None:
         found = _Sampling(model=modelcontext(model))
     found.arguments = arguments
+    found.include_transformed = include_transformed
     return found
 
 

@@ -152,6 +152,20 @@ def test_compound_step_into_bare_backend():
     assert np.isnan(chain.get_stats("sampler_0__model_logp")).all()
 
 
+@pytest.mark.parametrize("include_transformed", [False, True])
+def test_transformed_values_only_on_request(include_transformed):
+    backend = mcb.NumPyBackend()
+    trace = TraceBackend(backend, verbose=False)
+    idata = sample(trace, idata_kwargs={"include_transformed": include_transformed})
+    run = backend.get_run(trace.run_id)
+    names = [v.name for v in run.meta.variables]
+    assert ("sigma_log__" in names) == include_transformed
+    assert ("sigma_log__" in idata.posterior) == include_transformed
+    if include_transformed:
+        stored = run.to_inferencedata()["posterior"]["sigma_log__"].values
+        np.testing.assert_array_equal(stored, idata.posterior["sigma_log__"].values)
+
+
 def test_trace_backend_records_run_id_and_attributes(tmp_path, capsys):
     trace = TraceBackend(mcb.ZarrBackend(str(tmp_path)))
     rid = trace.run_id  # known before sampling, as in the seed's README
