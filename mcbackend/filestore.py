@@ -177,13 +177,13 @@ def _write_local(target: str, data: bytes) -> None:
 
 def _write_local_many(files: list[tuple[str, bytes]]) -> None:
     """Several local files at once (file system calls release the GIL)."""
+    if len(files) == 1:
+        _write_local(*files[0])
+        return
     futures = []
     for i, (target, data) in enumerate(files):
-        if len(files) == 1:
-            _write_local(target, data)
-            continue
         try:
-            futures.append(_local_writers().submit(_write_local, target, data))
+            futures.append(_local_writers(os.getpid()).submit(_write_local, target, data))
         except RuntimeError:  # interpreter shutdown (the exit flush): no new threads
             for rest in files[i:]:
                 _write_local(*rest)
@@ -193,7 +193,8 @@ def _write_local_many(files: list[tuple[str, bytes]]) -> None:
 
 
 @functools.cache
-def _local_writers() -> ThreadPoolExecutor:
+def _local_writers(pid: int) -> ThreadPoolExecutor:
+    """The writer threads of this process (a forked child gets its own)."""
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="mcbackend-write")
 
 
@@ -684,17 +685,14 @@ class BufferedChain(Chain):
     def _read_held(
         self, specs: Sequence[VariableSpec], idx: np.ndarray, *, is_stat: bool
     ) -> dict[str, np.ndarray] | None:
-        """Draws ``idx`` from the buffers in memory, or ``None`` if some are not held there."""
-        if not self._writing or not len(idx):
+        """Draws ``idx`` from the written buffers still in memory (after a flush they hold the
+        chain's newest draws), or ``None`` if some are not held there."""
+        if not self._kept or not len(idx):
             return None
-        held = [*self._kept]
-        if self._background is not None:
-            held.append((self._background[2], self._background[1]))
-        held.append((self._queued, self._buffer))
         lo, hi = int(idx.min()), int(idx.max()) + 1
-        if lo < held[0][0]:
+        if lo < self._kept[0][0]:
             return None
-        parts = [(start, buf) for start, buf in held if start < hi and start + len(buf) > lo]
+        parts = [(s, buf) for s, buf in self._kept if s < hi and s + len(buf) > lo]
         out = {}
         for spec in specs:
             pieces = [buf.columns(is_stat).rows(spec.name, lo - s, hi - s) for s, buf in parts]

@@ -91,11 +91,12 @@ class VariableSpec:
                 return value
         elif kind is int and self._int_range is not None:
             lowest, highest = self._int_range
-            if not lowest <= value <= highest:
+            if lowest <= value <= highest:
+                return self.dtype.type(value)
+            if self.dtype.kind in "iu":  # it would wrap around
                 raise ValueError(
                     f"Value {value} of {self.name!r} is out of range for its dtype {self.dtype}."
                 )
-            return self.dtype.type(value)
         elif kind is str and self._scalar_str:
             return np.array(value)
         arr = np.asarray(value)
