@@ -4,9 +4,9 @@
 chain of any mcbackend backend. Compared with passing the bare backend (``pm.sample(trace=
 backend)``, which PyMC >= 6 adapts itself) it knows the run id before sampling, records run
 attributes (sampler, library versions, creation time, tune/draw counts) and observed data given
-as plain arrays, and costs about as much per draw as PyMC's default in-memory trace: values are
-appended without per-draw conversions, and slicing a trace (PyMC drops the warm-up that way)
-selects draws instead of copying them.
+as plain arrays, and costs about as much as PyMC's default in-memory trace: draws are staged in
+columns and validated and stored a batch at a time, and slicing a trace (PyMC drops the warm-up
+that way) selects draws instead of copying them.
 """
 
 from __future__ import annotations
