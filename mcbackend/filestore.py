@@ -545,6 +545,8 @@ class BufferedChain(Chain):
         self._background: tuple[Future, DrawBuffer, int] | None = None
         self._kept: list[tuple[int, DrawBuffer]] = []  # written draws held: (start, buffer)
         self._executor: ThreadPoolExecutor | None = None
+        # Held by every write and read: the idle flusher's thread writes buffers too.
+        self._lock = threading.RLock()
         register_for_exit_flush(self)
 
     def _stored_length(self) -> int:
@@ -567,20 +569,39 @@ class BufferedChain(Chain):
         self._writing = True
 
     def _append(self, draw, stats) -> None:
-        if not self._writing:
-            self._start_writing()
-        self._buffer.append(draw, stats)
-        self._flush_if_due()
+        with self._lock:
+            if not self._writing:
+                self._start_writing()
+            self._buffer.append(draw, stats)
+            self._flush_if_due()
 
     def _append_many(self, draws, stats, n) -> None:
-        if not self._writing:
-            self._start_writing()
-        done = 0
-        while done < n:  # in pieces that end where count flushes are due
-            end = done + min(n - done, self._buffer.room(self._queued))
-            self._buffer.extend_rows(draws, stats, done, end)
-            done = end
-            self._flush_if_due()
+        with self._lock:
+            if not self._writing:
+                self._start_writing()
+            done = 0
+            while done < n:  # in pieces that end where count flushes are due
+                end = done + min(n - done, self._buffer.room(self._queued))
+                self._buffer.extend_rows(draws, stats, done, end)
+                done = end
+                self._flush_if_due()
+
+    def _flush_if_idle(self) -> None:
+        """Write a buffer that waited ``flush_seconds`` for the next append (from the idle
+        flusher's thread). A chain busy elsewhere, with a write under way, or whose last write
+        failed (the next flush reports and retries it) is left alone."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._background is not None:
+                future = self._background[0]
+                if not future.done() or future.exception() is not None:
+                    return
+                self._wait_for_background()  # it succeeded: only bookkeeping
+            if self._writing and self._buffer.due(self._queued):
+                self._flush_in_background()
+        finally:
+            self._lock.release()
 
     def _flush_if_due(self) -> None:
         if self._buffer.due(self._queued):
@@ -623,25 +644,26 @@ class BufferedChain(Chain):
         With ``wait=False`` (and background flushes enabled) the buffer is written in the
         background instead; a failure surfaces at the next flush or read.
         """
-        if not wait and self._run.background_flush and len(self._buffer):
+        with self._lock:
+            if not wait and self._run.background_flush and len(self._buffer):
+                if not self._writing:
+                    self._start_writing()
+                self._flush_in_background()
+                return
+            self._wait_for_background()
+            n = len(self._buffer)
+            if not n:
+                return
             if not self._writing:
                 self._start_writing()
-            self._flush_in_background()
-            return
-        self._wait_for_background()
-        n = len(self._buffer)
-        if not n:
-            return
-        if not self._writing:
-            self._start_writing()
-        try:
-            self._write(self._buffer, self._queued, n)
-        except Exception as ex:
-            self._writing = False
-            raise self._flush_error(ex) from ex
-        self._keep(self._queued, self._buffer)
-        self._buffer = self._buffer.empty_like()
-        self._committed = self._queued = self._queued + n
+            try:
+                self._write(self._buffer, self._queued, n)
+            except Exception as ex:
+                self._writing = False
+                raise self._flush_error(ex) from ex
+            self._keep(self._queued, self._buffer)
+            self._buffer = self._buffer.empty_like()
+            self._committed = self._queued = self._queued + n
 
     def _keep(self, start: int, buffer: DrawBuffer) -> None:
         """Hold written draws for reads; the oldest go once more than ``memory_bytes`` are held."""
@@ -658,26 +680,29 @@ class BufferedChain(Chain):
         )
 
     def close(self) -> None:
-        self.flush()
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+        with self._lock:
+            self.flush()
+            if self._executor is not None:
+                self._executor.shutdown()
+                self._executor = None
 
     # ---- reading ------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        if not self._writing:
-            self._committed = self._stored_length()
-            return self._committed + len(self._buffer)
-        return self._queued + len(self._buffer)
+        with self._lock:
+            if not self._writing:
+                self._committed = self._stored_length()
+                return self._committed + len(self._buffer)
+            return self._queued + len(self._buffer)
 
     def _get_values(self, spec, slc, *, is_stat):
         return self._get_many_values([spec], slc, is_stat=is_stat)[spec.name]
 
     def _get_many_values(self, specs, slc, *, is_stat):
-        self.flush()  # reads see every appended draw, and make it durable
-        idx = positions(slc, len(self))
-        held = self._read_held(specs, idx, is_stat=is_stat)
+        with self._lock:
+            self.flush()  # reads see every appended draw, and make it durable
+            idx = positions(slc, len(self))
+            held = self._read_held(specs, idx, is_stat=is_stat)
         if held is not None:
             return held
         return self._read_many_stored(specs, idx, is_stat=is_stat)
@@ -721,17 +746,48 @@ _exit_hook_installed = False
 
 
 def register_for_exit_flush(chain: Any) -> None:
-    """Flush ``chain`` when the interpreter exits.
+    """Flush ``chain`` when it idles ``flush_seconds`` and when the interpreter exits.
 
-    The hook runs at threading shutdown, before thread pools (which storage libraries use
+    The exit hook runs at threading shutdown, before thread pools (which storage libraries use
     for I/O) stop taking work; plain ``atexit`` handlers would run too late.
     """
-    global _exit_hook_installed
+    global _exit_hook_installed, _idle_flusher
     if not _exit_hook_installed:
         register = getattr(threading, "_register_atexit", atexit.register)
         register(_flush_at_exit)
         _exit_hook_installed = True
-    _open_chains.add(chain)
+    with _idle_flusher_lock:
+        _open_chains.add(chain)
+        if _idle_flusher is None or not _idle_flusher.is_alive():  # none yet, or forked
+            _idle_flusher = threading.Thread(
+                target=_flush_idle_chains, name="mcbackend-idle-flush", daemon=True
+            )
+            _idle_flusher.start()
+
+
+#: How often the idle flusher looks at the open chains.
+IDLE_CHECK_SECONDS = 0.25
+_idle_flusher: threading.Thread | None = None
+_idle_flusher_lock = threading.Lock()
+
+
+def _flush_idle_chains() -> None:
+    """Give buffers that wait for an append longer than ``flush_seconds`` to their writers
+    (a sampler that stalls, or finished without closing its chains); ends with the chains."""
+    global _idle_flusher
+    while True:
+        time.sleep(IDLE_CHECK_SECONDS)
+        with _idle_flusher_lock:
+            chains = list(_open_chains)
+            if not chains:
+                _idle_flusher = None
+                return
+        for chain in chains:
+            try:
+                chain._flush_if_idle()
+            except Exception:  # pragma: no cover - the chain's own flush reports it
+                _log.debug("Idle flush of %r failed.", chain, exc_info=True)
+        del chains
 
 
 def _flush_at_exit() -> None:

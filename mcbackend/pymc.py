@@ -18,6 +18,7 @@ import datetime
 import pickle
 import platform
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -104,8 +105,10 @@ class TraceBackend(BaseTrace):
     slicing it and closing it hand over what is staged first.
     """
 
-    #: Draws recorded before they are handed to the chain at once.
+    #: Draws recorded before they are handed to the chain at once ...
     stage_draws: int = 64
+    #: ... or once the oldest of them waited this long (slow models reach storage in time).
+    stage_seconds: float = 1.0
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class TraceBackend(BaseTrace):
         self._record_stats: list[dict[str, str]] = []
         self._object_stats: frozenset[str] = frozenset()
         self._staged = 0  # draws recorded into the stage, not yet in the chain
+        self._staged_since = 0.0  # when the oldest staged draw was recorded
         self._stat_fill: dict[str, Any] = {}
         self._draw_stage: list[np.ndarray] = []
         self._stat_rows: list[tuple[list[dict], bool]] = []  # (sampler stats, in warm-up)
@@ -181,9 +185,12 @@ class TraceBackend(BaseTrace):
 
     def record(self, point, sampler_stats=None, *, in_warmup: bool = False) -> None:
         i = self._staged
-        if i == self.stage_draws:
+        waited = time.monotonic() - self._staged_since
+        if i == self.stage_draws or (i and waited > self.stage_seconds):
             self._store_staged()
             i = 0
+        if not i:
+            self._staged_since = time.monotonic()
         for column, value in zip(self._draw_stage, self.fn(*point.values())):
             column[i] = value
         # Copied: a step method may reuse its dicts.

@@ -162,6 +162,23 @@ def test_time_based_flush(fmt, tmp_path):
     assert other() == 2  # the new draw waits for the next count or time flush
 
 
+def test_idle_chain_is_flushed_by_time(fmt, tmp_path):
+    """A sampler that stalls (or ends without closing its chains): its buffer reaches storage
+    after ``flush_seconds`` without another append."""
+    backend = backend_class(fmt)(str(tmp_path), flush_every=1000, flush_seconds=0.3)
+    meta = make_meta([Variable("a", "float64", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    chain.append({"a": 1.0})
+    chain.append({"a": 2.0})
+    other = lambda: len(mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0])  # noqa: E731
+    assert other() == 0
+    deadline = time.monotonic() + 10
+    while other() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert other() == 2
+    assert chain.get_draws("a").tolist() == [1.0, 2.0]
+
+
 def test_get_runs_lists_runs(fmt, tmp_path):
     backend = backend_class(fmt)(str(tmp_path))
     assert len(backend.get_runs()) == 0
