@@ -83,20 +83,31 @@ class EmceeRecorder:
 
     def record(self, coords: np.ndarray, log_prob: np.ndarray) -> None:
         """Append one step: ``coords`` (nwalkers, ndim), ``log_prob`` (nwalkers,)."""
+        self.record_many(np.asarray(coords)[None], np.asarray(log_prob)[None])
+
+    def record_many(self, coords: np.ndarray, log_prob: np.ndarray) -> None:
+        """Append steps: ``coords`` (steps, nwalkers, ndim), ``log_prob`` (steps, nwalkers);
+        each walker's chain takes them as one batch."""
         coords = np.asarray(coords, dtype=float)
-        moved = (
-            np.ones(len(coords), bool)
-            if self._previous is None
-            else np.any(coords != self._previous, axis=1)
-        )
-        in_warmup = self.steps < self.tune
+        log_prob = np.asarray(log_prob)
+        n = len(coords)
+        if not n:
+            return
+        before = coords[:1] if self._previous is None else self._previous[None]
+        moved = np.any(coords != np.concatenate([before, coords[:-1]]), axis=2)
+        if self._previous is None:
+            moved[0] = True
+        in_warmup = self.steps + np.arange(n) < self.tune
         for w, chain in enumerate(self.chains):
-            parts = np.split(coords[w], self._splits)
-            draw = {n: p.reshape(s) for (n, s), p in zip(self.variables.items(), parts)}
-            stats = {"log_prob": log_prob[w], "accepted": moved[w], "in_warmup": in_warmup}
-            chain.append(draw, stats)
-        self._previous = coords.copy()  # emcee updates its state in place
-        self.steps += 1
+            parts = np.split(coords[:, w], self._splits, axis=1)
+            draws = {
+                name: part.reshape(n, *shape)
+                for (name, shape), part in zip(self.variables.items(), parts)
+            }
+            stats = {"log_prob": log_prob[:, w], "accepted": moved[:, w], "in_warmup": in_warmup}
+            chain.append_many(draws, stats)
+        self._previous = coords[-1].copy()  # emcee updates its state in place
+        self.steps += n
 
     def close(self) -> Run:
         self.run.close()
@@ -118,6 +129,5 @@ def sample_emcee(sampler, initial_state, iterations: int, backend: Backend, **kw
 def store_emcee(sampler, backend: Backend, **kwargs) -> Run:
     """Store the steps a finished ``sampler`` holds in memory."""
     recorder = EmceeRecorder(backend, sampler.nwalkers, sampler.ndim, **kwargs)
-    for coords, log_prob in zip(sampler.get_chain(), sampler.get_log_prob()):
-        recorder.record(coords, log_prob)
+    recorder.record_many(sampler.get_chain(), sampler.get_log_prob())
     return recorder.close()

@@ -46,7 +46,11 @@ def test_emcee_walkers_as_chains(kind, tmp_path):
 def test_store_finished_sampler_and_bad_variables():
     sampler = emcee.EnsembleSampler(6, 3, log_prob)
     sampler.run_mcmc(np.random.default_rng(2).normal(size=(6, 3)), 20)
-    run = store_emcee(sampler, mcb.NumPyBackend())
+    run = store_emcee(sampler, mcb.NumPyBackend())  # each walker's steps as one batch
     np.testing.assert_array_equal(run.get_chains()[2].get_draws("theta"), sampler.get_chain()[:, 2])
+    stored = np.array([c.get_stats("accepted") for c in run.get_chains()])  # (walkers, steps)
+    assert stored[:, 0].all()  # the first step's start is unknown: counted as accepted
+    assert (stored[:, 1:].sum(axis=1) <= sampler.backend.accepted).all()
+    assert (sampler.backend.accepted <= stored.sum(axis=1)).all()
     with pytest.raises(ValueError, match="hold 2 values, but the sampler has ndim=3"):
         store_emcee(sampler, mcb.NumPyBackend(), variables={"a": (2,)})
