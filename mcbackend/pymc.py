@@ -327,9 +327,9 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
         variables=_variables(model, values),
         sample_stats=stats,
         coordinates=[
-            Coordinate(name, ndarray_from_numpy(np.asarray(values)))
-            for name, values in model.coords.items()
-            if values is not None
+            Coordinate(name, ndarray_from_numpy(np.asarray(labels)))
+            for name, labels in model.coords.items()
+            if labels is not None
         ],
         data=model_data(model),
     )
