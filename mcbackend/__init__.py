@@ -12,6 +12,16 @@ from .backends import null, numpy
 from .backends.null import NullBackend, NullChain, NullRun
 from .backends.numpy import NumPyBackend, NumPyChain, NumPyRun
 from .core import Backend, Chain, Run
+from .errors import (
+    ChainLockedError,
+    CorruptRunError,
+    FlushError,
+    FormatVersionError,
+    MCBackendError,
+    ReadOnlyError,
+    RunExistsError,
+    RunNotFoundError,
+)
 from .meta import ChainMeta, Coordinate, DataVariable, ExtendedValue, RunMeta, Variable
 
 __version__ = "0.6.0"
@@ -42,18 +52,26 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Backend",
     "Chain",
+    "ChainLockedError",
     "ChainMeta",
     "Coordinate",
+    "CorruptRunError",
     "DataVariable",
     "ExtendedValue",
+    "FlushError",
+    "FormatVersionError",
+    "MCBackendError",
     "NullBackend",
     "NullChain",
     "NullRun",
     "NumPyBackend",
     "NumPyChain",
     "NumPyRun",
+    "ReadOnlyError",
     "Run",
+    "RunExistsError",
     "RunMeta",
+    "RunNotFoundError",
     "Variable",
     "npproto",
     "null",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import RunExistsError
 from .meta import ChainMeta, RunMeta, Variable
 from .npproto.utils import ndarray_to_numpy
 from .validation import VariableSpec, specs_by_name
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "Chain", "Run", "RunExistsError", "chain_id", "is_rigid"]
 
 _log = logging.getLogger(__name__)
-
-
-class RunExistsError(ValueError):
-    """A run with this id already exists in the backend."""
 
 
 def is_rigid(shape: Sequence[int] | None) -> bool:

@@ -30,7 +30,15 @@ import fsspec
 import numpy as np
 
 from .columns import ColumnStore, as_object_array
-from .core import Backend, Chain, Run, RunExistsError
+from .core import Backend, Chain, Run
+from .errors import (
+    CorruptRunError,
+    FlushError,
+    FormatVersionError,
+    ReadOnlyError,
+    RunExistsError,
+    RunNotFoundError,
+)
 from .meta import ChainMeta, RunMeta
 from .validation import VariableSpec
 
@@ -54,14 +62,6 @@ _log = logging.getLogger(__name__)
 
 MARKER = "mcbackend.json"
 SIDECAR = "meta.pb"
-
-
-class RunNotFoundError(FileNotFoundError):
-    """The location holds no mcbackend run."""
-
-
-class CorruptRunError(ValueError):
-    """A run's marker or metadata sidecar cannot be read."""
 
 
 _SAFE_RID = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -332,7 +332,7 @@ class FileRun(Run):
 
     def _init_chain(self, chain_number: int) -> Chain:
         if self.read_only:
-            raise PermissionError(f"Run {self.meta.rid} was opened read-only.")
+            raise ReadOnlyError(f"Run {self.meta.rid} was opened read-only.")
         cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
         self._chains[chain_number] = self.chain_class(cmeta, self, created=True)
         return self._chains[chain_number]
@@ -370,7 +370,7 @@ class FileBackend(Backend):
 
     def _init_run(self, meta: RunMeta) -> Run:
         if self._run_options.get("read_only"):
-            raise PermissionError(f"{self.location} was opened read-only.")
+            raise ReadOnlyError(f"{self.location} was opened read-only.")
         self._check_meta(meta)
         run_dir = create_run_dir(self.location, meta, self.format, self.format_version)
         self._prepare_run(run_dir, meta)
@@ -392,7 +392,7 @@ class FileBackend(Backend):
         if info.format != cls.format:
             raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a {cls.format} run.")
         if info.format_version > cls.format_version:
-            raise ValueError(
+            raise FormatVersionError(
                 f"{run_dir} uses {cls.format} layout v{info.format_version}; this mcbackend "
                 f"reads up to v{cls.format_version}. Upgrade mcbackend."
             )
@@ -506,10 +506,6 @@ def auto_flush_every(meta: RunMeta, target_bytes: int = 4 << 20) -> int:
     return int(np.clip(2 ** int(np.log2(draws)), 64, 16384))
 
 
-class FlushError(OSError):
-    """Writing buffered draws failed; they stay buffered and the next flush retries them."""
-
-
 class BufferedChain(Chain):
     """Buffering and flushing shared by the file backends' chains.
 
@@ -562,7 +558,7 @@ class BufferedChain(Chain):
 
     def _start_writing(self) -> None:
         if self._run.read_only:
-            raise PermissionError(f"Chain {self.cid} was opened read-only.")
+            raise ReadOnlyError(f"Chain {self.cid} was opened read-only.")
         self._resume()
         self._queued = self._committed
         self._kept.clear()  # storage is the reference from here on

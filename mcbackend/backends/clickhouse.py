@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..columns import as_object_array
-from ..core import Backend, Chain, Run, RunExistsError
+from ..core import Backend, Chain, Run
+from ..errors import RunExistsError, RunNotFoundError
 from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
@@ -431,7 +432,7 @@ class ClickHouseBackend(Backend):
             "SELECT created_at, proto FROM runs WHERE rid = %(rid)s", {"rid": rid}
         )
         if not rows:
-            raise KeyError(f"No run with id '{rid}' in ClickHouse.")
+            raise RunNotFoundError(f"No run with id '{rid}' in ClickHouse.")
         created_at, proto = rows[0]
         return ClickHouseRun(RunMeta.parse(base64.b64decode(proto)), self, created_at)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..columns import ColumnStore
-from ..core import Backend, Chain, Run, RunExistsError
+from ..core import Backend, Chain, Run
+from ..errors import RunExistsError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
 
 __all__ = ["NumPyBackend", "NumPyChain", "NumPyRun"]
@@ -79,7 +80,7 @@ class NumPyBackend(Backend):
         try:
             return self._runs[rid]
         except KeyError:
-            raise KeyError(f"No run with id '{rid}' in this backend.") from None
+            raise RunNotFoundError(f"No run with id '{rid}' in this backend.") from None
 
     def get_runs(self) -> list[str]:
         return list(self._runs)
