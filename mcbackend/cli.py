@@ -19,8 +19,11 @@ from typing import Any
 
 import click
 
+from . import registry
 from .core import Run
-from .filestore import CorruptRunError, Location, RunNotFoundError, list_runs
+from .errors import CorruptRunError, RunNotFoundError
+from .files import Location, list_runs
+from .urls import open_backend, open_run, url_owner
 
 __all__ = ["main"]
 
@@ -65,8 +68,6 @@ storage_option = click.option(
 
 def open_any_run(url: str, options: dict[str, Any], **kwargs) -> Run:
     """``open_run``, also accepting a zip archive made by ``mcbackend export``."""
-    from .urls import open_run
-
     if url.endswith(".zip") and "::" not in url:
         path = os.path.abspath(url) if "://" not in url else url
         with Location.from_url(path, options).fs.open(path, "rb") as f, zipfile.ZipFile(f) as z:
@@ -91,9 +92,7 @@ def main() -> None:
 def list_command(root: str, options: str | None) -> None:
     """List the runs under ROOT (a directory URL or clickhouse://host:port/database)."""
     opts = _storage_options(options)
-    if root.startswith("clickhouse://"):
-        from .urls import open_backend
-
+    if url_owner(root) is not None:
         backend = open_backend(root)
         rows = [
             (r.rid, r.created_at, backend.get_run(r.rid)) for r in backend.get_runs().itertuples()
@@ -179,7 +178,6 @@ def copy(
     ``clickhouse://host:port/database``.
     """
     from .copying import copy_run
-    from .urls import open_backend
 
     run = open_any_run(source, _storage_options(options))
     dest_opts = (
@@ -197,17 +195,18 @@ def copy(
 @click.argument("archive", type=click.Path(dir_okay=False))
 @storage_option
 @click.option(
-    "--format", "fmt", type=click.Choice(["zarr", "parquet"]), default="zarr", show_default=True
+    "--format", "fmt", default="zarr", show_default=True, help="A file format: zarr, parquet..."
 )
 @_friendly_errors
 def export(url: str, archive: str, options: str | None, fmt: str) -> None:
     """Write the run at URL into one zip ARCHIVE that open_run("zip://<rid>::ARCHIVE") or
     this tool (``mcbackend info ARCHIVE``) open."""
     from .copying import copy_run
-    from .urls import open_backend
 
     if not archive.endswith(".zip"):
         raise click.BadParameter("the archive name must end in .zip", param_hint="ARCHIVE")
+    if not _is_file_format(fmt):
+        raise click.BadParameter(f"{fmt!r} is not a file format", param_hint="--format")
     run = open_any_run(url, _storage_options(options))
     with tempfile.TemporaryDirectory() as tmp:
         copy_run(run, open_backend(f"{fmt}+{tmp}"), progress=True)
@@ -235,6 +234,12 @@ def verify(url: str, options: str | None) -> None:
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) in run {run.meta.rid}")
     click.echo(f"OK {run.meta.rid}: {len(run.get_chains())} chains, {draws} draws verified")
+
+
+def _is_file_format(fmt: str) -> bool:
+    from .files import FileBackend
+
+    return registry.is_format(fmt) and issubclass(registry.backend_class(fmt), FileBackend)
 
 
 def _human(size: float) -> str:

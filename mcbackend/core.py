@@ -7,7 +7,7 @@ input before any backend sees it, so bad input never reaches (or corrupts) store
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +20,16 @@ from .validation import VariableSpec, specs_by_name
 if TYPE_CHECKING:
     import xarray
 
-__all__ = ["Backend", "Chain", "Run", "RunExistsError", "chain_id", "is_rigid"]
+__all__ = [
+    "Backend",
+    "Chain",
+    "Run",
+    "RunExistsError",
+    "chain_id",
+    "is_rigid",
+    "positions",
+    "read_positions",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +44,17 @@ def is_rigid(shape: Sequence[int] | None) -> bool:
 def chain_id(meta: ChainMeta) -> str:
     """An identifier unique for the combination of run id and chain number."""
     return f"{meta.rid}_chain_{meta.chain_number}"
+
+
+def positions(slc: slice, length: int) -> np.ndarray:
+    """The draw indices a slice selects from a chain of ``length``."""
+    return np.arange(*slc.indices(length))
+
+
+def read_positions(idx: np.ndarray, read_range: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Draws ``idx`` (any order, as a slice selects them) from one contiguous range read."""
+    lo, hi = (int(idx.min()), int(idx.max()) + 1) if len(idx) else (0, 0)
+    return read_range(lo, hi)[idx - lo]
 
 
 class Chain(Sized):

@@ -1,19 +1,23 @@
 """Open runs and backends from URLs: ``open_run("s3://bucket/runs/<rid>")``.
 
 File runs (Zarr, Parquet) are recognised by their ``mcbackend.json`` marker on any fsspec
-filesystem; ``clickhouse://host:port/database/<rid>`` opens a run in ClickHouse.
+filesystem; a URL whose scheme names a format (``clickhouse://host:port/database/<rid>``)
+goes to that format's backend (``mcbackend.registry``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from . import registry
 from .core import Backend, Run
-from .filestore import Location, RunNotFoundError, read_run_info
+from .errors import RunNotFoundError
+from .files import Location, read_run_info
 
 __all__ = ["open_run", "open_backend"]
+
+DEFAULT_FORMAT = "zarr"
 
 
 def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **options: Any) -> Run:
@@ -21,20 +25,15 @@ def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **optio
 
     ``options`` go to the backend (e.g. ``read_only=True`` or ``flush_every``).
     """
-    if str(url).startswith("clickhouse://"):
-        backend, rid = _clickhouse_backend(str(url))
-        return backend.get_run(rid)
+    url = str(url)
+    owner = url_owner(url)
+    if owner is not None:
+        return registry.backend_class(owner).open_run_url(url, storage_options, **options)  # type: ignore[attr-defined]
     run_dir = Location.from_url(url, storage_options)
     info = read_run_info(run_dir)
-    if info.format == "zarr":
-        from .backends.zarr import ZarrBackend
-
-        return ZarrBackend.open_run_dir(run_dir, **options)
-    if info.format == "parquet":
-        from .backends.parquet import ParquetBackend
-
-        return ParquetBackend.open_run_dir(run_dir, **options)
-    raise RunNotFoundError(f"{run_dir} holds a run of unknown format {info.format!r}.")
+    if not registry.is_format(info.format):
+        raise RunNotFoundError(f"{run_dir} holds a run of unknown format {info.format!r}.")
+    return registry.backend_class(info.format).open_run_dir(run_dir, **options)  # type: ignore[attr-defined]
 
 
 def open_backend(
@@ -43,33 +42,18 @@ def open_backend(
     """The backend for a root URL: ``zarr+s3://bucket/runs``, ``parquet+/data/runs``,
     ``clickhouse://host:port/database``; a plain path or URL means Zarr."""
     url = str(url)
-    if url.startswith("clickhouse://"):
-        return _clickhouse_backend(url + "/-")[0]
-    scheme, _, rest = url.partition("+")
-    if scheme == "parquet" and rest:
-        from .backends.parquet import ParquetBackend
-
-        return ParquetBackend(rest, storage_options, **options)
-    from .backends.zarr import ZarrBackend
-
-    return ZarrBackend(rest if scheme == "zarr" and rest else url, storage_options, **options)
+    owner = url_owner(url)
+    if owner is not None:
+        return registry.backend_class(owner).open_root_url(url, storage_options, **options)  # type: ignore[attr-defined]
+    fmt, plus, rest = url.partition("+")
+    if not (plus and rest and registry.is_format(fmt)):
+        fmt, rest = DEFAULT_FORMAT, url
+    return registry.backend_class(fmt)(rest, storage_options, **options)  # type: ignore[call-arg]
 
 
-def _clickhouse_backend(url: str):
-    from .backends.clickhouse import ClickHouseBackend
-
-    parts = urlsplit(url)
-    segments = [unquote(s) for s in parts.path.strip("/").split("/") if s]
-    if len(segments) != 2:
-        raise ValueError(
-            f"ClickHouse run URLs look like clickhouse://host:port/database/<rid>; got {url!r}."
-        )
-    database, rid = segments
-    backend = ClickHouseBackend.from_url(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 9000,
-        database=database,
-        user=unquote(parts.username) if parts.username else "default",
-        password=unquote(parts.password) if parts.password else "",
-    )
-    return backend, rid
+def url_owner(url: str) -> str | None:
+    """The format whose own URLs these are (``clickhouse://...``), or ``None`` for file URLs."""
+    scheme, sep, _ = str(url).partition("://")
+    if sep and registry.is_format(scheme):
+        return scheme
+    return None

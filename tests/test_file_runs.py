@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import mcbackend as mcb
-from mcbackend.filestore import CorruptRunError, FlushError, RunNotFoundError
+from mcbackend.errors import CorruptRunError, FlushError, RunNotFoundError
 from mcbackend.meta import Variable
 
 from .conformance import assert_values_equal, make_meta, random_draws
@@ -320,7 +320,7 @@ def test_crash_before_first_flush_then_resume(fmt, tmp_path):
 @pytest.mark.parametrize("background", [False, True])
 def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch, background):
     """A write that fails (full disk, lost connection) loses nothing: the next flush retries."""
-    from mcbackend.filestore import Location
+    from mcbackend.files import Location
 
     backend = backend_class(fmt)(
         str(tmp_path), flush_every=4, flush_seconds=None, background_flush=background

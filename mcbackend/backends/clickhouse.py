@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from ..columns import as_object_array
-from ..core import Backend, Chain, Run
+from ..core import Backend, Chain, Run, positions, read_positions
 from ..errors import RunExistsError, RunNotFoundError
-from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
 
@@ -388,6 +388,21 @@ class ClickHouseBackend(Backend):
 
         return cls(client_fn=connect)
 
+    @classmethod
+    def open_root_url(
+        cls, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
+    ) -> ClickHouseBackend:
+        """The backend of ``clickhouse://user:password@host:port/database``."""
+        return _connect(url, with_rid=False)[0]
+
+    @classmethod
+    def open_run_url(
+        cls, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
+    ) -> ClickHouseRun:
+        """The run at ``clickhouse://user:password@host:port/database/<rid>``."""
+        backend, rid = _connect(url, with_rid=True)
+        return backend.get_run(rid)
+
     def _ensure_tables(self) -> None:
         self.client.execute(
             f"CREATE TABLE IF NOT EXISTS runs (created_at {self.types.timestamp}, "
@@ -435,6 +450,27 @@ class ClickHouseBackend(Backend):
             raise RunNotFoundError(f"No run with id '{rid}' in ClickHouse.")
         created_at, proto = rows[0]
         return ClickHouseRun(RunMeta.parse(base64.b64decode(proto)), self, created_at)
+
+
+def _connect(url: str, *, with_rid: bool) -> tuple[ClickHouseBackend, str]:
+    """A backend for a ``clickhouse://`` URL, and the run id the URL ends with."""
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.strip("/").split("/") if s]
+    if not with_rid:
+        segments.append("-")
+    if len(segments) != 2:
+        raise ValueError(
+            f"ClickHouse run URLs look like clickhouse://host:port/database/<rid>; got {url!r}."
+        )
+    database, rid = segments
+    backend = ClickHouseBackend.from_url(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 9000,
+        database=database,
+        user=unquote(parts.username) if parts.username else "default",
+        password=unquote(parts.password) if parts.password else "",
+    )
+    return backend, rid
 
 
 def _copied(values: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 ::
 
     <root>/<rid>/
-        mcbackend.json, meta.pb            marker and RunMeta sidecar (``mcbackend.filestore``)
+        mcbackend.json, meta.pb            marker and RunMeta sidecar (``mcbackend.files.layout``)
         chain_<n>/part-<start>-<stop>.parquet   one immutable file per flush, draws start..stop-1
 
 Every flush writes one new file holding one row group, atomically (a rename on local disk, a
@@ -33,13 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..columns import as_object_array
-from ..filestore import (
-    BufferedChain,
-    DrawBuffer,
-    FileBackend,
-    FileRun,
-    Location,
-)
+from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
 

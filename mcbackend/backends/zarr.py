@@ -3,7 +3,7 @@
 ::
 
     <root>/<rid>/                 Zarr group; attrs["mcbackend"]: format, format_version, rid
-        mcbackend.json, meta.pb   marker and RunMeta sidecar (see ``mcbackend.filestore``)
+        mcbackend.json, meta.pb   marker and RunMeta sidecar (see ``mcbackend.files.layout``)
         chain_<n>/                group; attrs["mcbackend"]: chain_number, draws (committed)
             draws/<name>          array (draw, *shape), dimension_names ("draw", *dims)
             stats/<name>          the same for sampler stats
@@ -27,16 +27,10 @@ import zarr
 import zarr.storage
 from zarr.core.sync import sync
 
+from ..codec import encode_name
 from ..columns import as_object_array
-from ..filestore import (
-    BufferedChain,
-    CorruptRunError,
-    DrawBuffer,
-    FileBackend,
-    FileRun,
-    Location,
-    encode_name,
-)
+from ..errors import CorruptRunError
+from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
 from ..zarrio import ArrayAppender, Compression, group_document

@@ -1,0 +1,34 @@
+"""What the file backends (Zarr, Parquet) share, one module per concern:
+
+- ``location``: directories on any fsspec filesystem, atomic whole-file writes;
+- ``layout``: a run's directory, marker and metadata sidecar (create, read, list runs);
+- ``base``: ``FileBackend`` and ``FileRun``, the classes formats subclass;
+- ``buffer``: ``DrawBuffer``, draws not yet written and when to write them;
+- ``pipeline``: ``WritePipeline``, a chain's writer thread, counters and lock;
+- ``flusher``: flushing idle chains, and every chain at interpreter exit;
+- ``chain``: ``BufferedChain``, appends and reads on top of buffer and pipeline.
+"""
+
+from .base import FileBackend, FileRun
+from .buffer import DrawBuffer, auto_flush_every
+from .chain import BufferedChain
+from .layout import MARKER, SIDECAR, RunInfo, check_rid, list_runs, read_run_info
+from .location import Location
+from .pipeline import WriteFailed, WritePipeline
+
+__all__ = [
+    "MARKER",
+    "SIDECAR",
+    "BufferedChain",
+    "DrawBuffer",
+    "FileBackend",
+    "FileRun",
+    "Location",
+    "RunInfo",
+    "WriteFailed",
+    "WritePipeline",
+    "auto_flush_every",
+    "check_rid",
+    "list_runs",
+    "read_run_info",
+]

@@ -1,0 +1,125 @@
+"""The base classes of the file backends: a backend is a root directory of runs, a run a
+directory of ``chain_<n>`` folders. Formats subclass both (Zarr, Parquet)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..core import Backend, Chain, Run
+from ..errors import FormatVersionError, ReadOnlyError, RunNotFoundError
+from ..meta import ChainMeta, RunMeta
+from .buffer import auto_flush_every
+from .layout import create_run_dir, list_runs, read_run_info, runs_dataframe
+from .location import Location
+
+if TYPE_CHECKING:
+    from .chain import BufferedChain
+
+__all__ = ["FileBackend", "FileRun"]
+
+
+class FileRun(Run):
+    """What Zarr and Parquet runs share: a location, flush settings and ``chain_<n>`` folders.
+
+    Subclasses set ``chain_class`` (called as ``chain_class(cmeta, run, created=...)``; a
+    created chain makes its folder) and ``chain_marker``, the file a chain folder holds.
+    """
+
+    chain_class: type[BufferedChain]
+    chain_marker: str
+    flush_target_bytes: int = 4 << 20
+
+    def __init__(
+        self,
+        meta: RunMeta,
+        location: Location,
+        *,
+        flush_every: int | None = None,
+        flush_seconds: float | None = 10.0,
+        background_flush: bool = True,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(meta)
+        self.location = location
+        self.flush_every = flush_every or auto_flush_every(meta, self.flush_target_bytes)
+        self.flush_seconds = flush_seconds
+        self.background_flush = background_flush
+        self.read_only = read_only
+        self._chains: dict[int, Chain] = {}
+
+    @property
+    def url(self) -> str:
+        return self.location.url()
+
+    def _init_chain(self, chain_number: int) -> Chain:
+        if self.read_only:
+            raise ReadOnlyError(f"Run {self.meta.rid} was opened read-only.")
+        cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
+        self._chains[chain_number] = self.chain_class(cmeta, self, created=True)
+        return self._chains[chain_number]
+
+    def get_chains(self) -> list[Chain]:
+        for name in self.location.listdir():
+            number = name.removeprefix("chain_")
+            if not number.isdigit() or int(number) in self._chains:
+                continue
+            if self.location.exists(f"{name}/{self.chain_marker}"):
+                cmeta = ChainMeta(rid=self.meta.rid, chain_number=int(number))
+                self._chains[int(number)] = self.chain_class(cmeta, self)
+        return [self._chains[n] for n in sorted(self._chains)]
+
+
+class FileBackend(Backend):
+    """What Zarr and Parquet backends share: runs at ``<root>/<rid>`` with marker and sidecar.
+
+    Subclasses set ``format``, ``format_version`` and ``run_class`` (called as
+    ``run_class(meta, run_dir, **run_options)``), and may extend ``_prepare_run``.
+    """
+
+    format: str
+    format_version: int
+    run_class: type[FileRun]
+
+    def __init__(
+        self, url_or_path: str, storage_options: Mapping[str, Any] | None, **run_options: Any
+    ) -> None:
+        self.location = Location.from_url(url_or_path, storage_options)
+        self._run_options = run_options
+
+    def _init_run(self, meta: RunMeta) -> Run:
+        if self._run_options.get("read_only"):
+            raise ReadOnlyError(f"{self.location} was opened read-only.")
+        self._check_meta(meta)
+        run_dir = create_run_dir(self.location, meta, self.format, self.format_version)
+        self._prepare_run(run_dir, meta)
+        return self.run_class(meta, run_dir, **self._run_options)
+
+    def _check_meta(self, meta: RunMeta) -> None:
+        """Refuse metadata the format cannot store, before anything is written."""
+
+    def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
+        """Write format-specific files of a new run."""
+
+    def get_run(self, rid: str) -> Run:
+        return self.open_run_dir(self.location.child(rid), **self._run_options)
+
+    @classmethod
+    def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:
+        """Open the run in ``run_dir``, refusing other formats and newer layout versions."""
+        info = read_run_info(run_dir)
+        if info.format != cls.format:
+            raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a {cls.format} run.")
+        if info.format_version > cls.format_version:
+            raise FormatVersionError(
+                f"{run_dir} uses {cls.format} layout v{info.format_version}; this mcbackend "
+                f"reads up to v{cls.format_version}. Upgrade mcbackend."
+            )
+        return cls.run_class(info.meta, run_dir, **run_options)
+
+    def get_runs(self):
+        """A DataFrame of the runs under the root: rid, created_at, format, meta."""
+        return runs_dataframe(i for i in list_runs(self.location) if i.format == self.format)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location.url()!r})"

@@ -1,0 +1,112 @@
+"""Draws not yet written, and the count/time policy that decides when to write them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..columns import ColumnStore
+from ..meta import RunMeta
+from ..validation import VariableSpec
+
+__all__ = ["DrawBuffer", "auto_flush_every"]
+
+
+class DrawBuffer:
+    """Draws and stats not yet flushed, with the count/time policy that decides when to flush.
+
+    A count flush happens when the chain length reaches a multiple of ``flush_every``, so
+    flushes stay aligned with storage chunks even after a time-triggered flush.
+    """
+
+    def __init__(
+        self,
+        draw_specs: Iterable[VariableSpec],
+        stat_specs: Iterable[VariableSpec],
+        *,
+        flush_every: int,
+        flush_seconds: float | None,
+    ) -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be at least 1, got {flush_every}.")
+        self.flush_every = int(flush_every)
+        self.flush_seconds = flush_seconds
+        self._draw_specs = list(draw_specs)
+        self._stat_specs = list(stat_specs)
+        self.reset()
+
+    def reset(self) -> None:
+        self.draws = ColumnStore(self._draw_specs, self.flush_every)
+        self.stats = ColumnStore(self._stat_specs, self.flush_every)
+        self.started = time.monotonic()
+
+    def __len__(self) -> int:
+        return self.stats.length
+
+    def append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
+        if not len(self):
+            self.started = time.monotonic()
+        self.draws.append(draw)
+        self.stats.append(stats)
+
+    def extend_rows(self, draws: dict[str, Any], stats: dict[str, Any], lo: int, hi: int) -> None:
+        if not len(self):
+            self.started = time.monotonic()
+        self.draws.extend_rows(draws, lo, hi)
+        self.stats.extend_rows(stats, lo, hi)
+
+    def room(self, committed: int) -> int:
+        """Draws that fit before the next count flush."""
+        return self.flush_every - (committed + len(self)) % self.flush_every
+
+    def due(self, committed: int) -> bool:
+        if not len(self):
+            return False
+        if (committed + len(self)) % self.flush_every == 0:
+            return True
+        return (
+            self.flush_seconds is not None and time.monotonic() - self.started >= self.flush_seconds
+        )
+
+    def columns(self, is_stat: bool) -> ColumnStore:
+        return self.stats if is_stat else self.draws
+
+    def trim(self) -> None:
+        """Release unused preallocated rows (the buffer takes no more draws)."""
+        self.draws.trim()
+        self.stats.trim()
+
+    @property
+    def nbytes(self) -> int:
+        return self.draws.nbytes + self.stats.nbytes
+
+    def empty_like(self) -> DrawBuffer:
+        return DrawBuffer(
+            self._draw_specs,
+            self._stat_specs,
+            flush_every=self.flush_every,
+            flush_seconds=self.flush_seconds,
+        )
+
+    def merged_with(self, later: DrawBuffer) -> DrawBuffer:
+        """A buffer holding this buffer's draws, then ``later``'s."""
+        merged = self.empty_like()
+        for part in (self, later):
+            merged.draws.extend(part.draws)
+            merged.stats.extend(part.stats)
+        merged.started = self.started
+        return merged
+
+
+def auto_flush_every(meta: RunMeta, target_bytes: int = 4 << 20) -> int:
+    """A power of two of draws that buffers about ``target_bytes`` (64 to 16384 draws)."""
+    draw_bytes = 0
+    for var in [*meta.variables, *meta.sample_stats]:
+        spec = VariableSpec.from_variable(var)
+        size = int(np.prod(spec.shape)) if spec.is_rigid else 8
+        draw_bytes += size * (spec.dtype.itemsize or 16)
+    draws = max(target_bytes // max(draw_bytes, 1), 1)
+    return int(np.clip(2 ** int(np.log2(draws)), 64, 16384))

@@ -1,0 +1,135 @@
+"""Directories on any fsspec filesystem, and whole-file atomic writes to them.
+
+On local disk a file is written to a temporary name and renamed; several files go to a pool of
+writer threads (file system calls release the GIL). Elsewhere each file is one PUT.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+__all__ = ["Location"]
+
+_made_folders: set[str] = set()  # local folders known to exist
+
+
+@dataclass(frozen=True)
+class Location:
+    """A directory on an fsspec filesystem."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+    storage_options: Mapping[str, Any]
+
+    @classmethod
+    def from_url(cls, url_or_path: str, storage_options: Mapping[str, Any] | None = None):
+        options = dict(storage_options or {})
+        fs, path = fsspec.core.url_to_fs(str(url_or_path), **options)
+        return cls(fs, path.rstrip("/") or "/", options)
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in _protocols(self.fs)
+
+    def child(self, name: str) -> Location:
+        return Location(self.fs, posixpath.join(self.path, name), self.storage_options)
+
+    def url(self, name: str | None = None) -> str:
+        path = posixpath.join(self.path, name) if name else self.path
+        return self.fs.unstrip_protocol(path)
+
+    def file(self, name: str) -> str:
+        return posixpath.join(self.path, name)
+
+    def listdir(self) -> list[str]:
+        """Names of the entries in this directory, never from a stale listing cache."""
+        self.fs.invalidate_cache(self.path)
+        if not self.fs.exists(self.path):
+            return []
+        return [e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.path, detail=False)]
+
+    def exists(self, name: str) -> bool:
+        return self.fs.exists(self.file(name))
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.fs.cat_file(self.file(name))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a whole file, atomically (see ``write_many``)."""
+        self.write_many({name: data})
+
+    def write_many(self, files: Mapping[str, bytes]) -> None:
+        """Write files (paths relative to this directory), each atomically: on local disk via
+        a temporary file and a rename, elsewhere as one PUT per file, issued concurrently."""
+        if not files:
+            return
+        if self.is_local:
+            _write_local_many([(self.file(name), data) for name, data in files.items()])
+        else:
+            self.fs.pipe({self.file(name): data for name, data in files.items()})
+
+    def read_many(self, names: list[str], missing_ok: bool = False) -> dict[str, bytes]:
+        """Read files (paths relative to this directory) in one batch of requests; with
+        ``missing_ok`` absent files are left out of the result."""
+        if not names:
+            return {}
+        paths = {self.fs._strip_protocol(self.file(n)): n for n in names}
+        found = self.fs.cat(list(paths), on_error="omit" if missing_ok else "raise")
+        return {paths[self.fs._strip_protocol(p)]: data for p, data in found.items()}
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+def _write_local(target: str, data: bytes) -> None:
+    """Write a local file atomically: a temporary file, then a rename."""
+    folder = os.path.dirname(target)
+    if folder not in _made_folders:
+        os.makedirs(folder, exist_ok=True)
+        _made_folders.add(folder)
+    tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.partial"
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115
+    except FileNotFoundError:  # the folder was removed since we made it
+        os.makedirs(folder, exist_ok=True)
+        f = open(tmp, "wb")  # noqa: SIM115
+    with f:
+        f.write(data)
+    os.replace(tmp, target)
+
+
+def _write_local_many(files: list[tuple[str, bytes]]) -> None:
+    """Several local files at once (file system calls release the GIL)."""
+    if len(files) == 1:
+        _write_local(*files[0])
+        return
+    futures = []
+    for i, (target, data) in enumerate(files):
+        try:
+            futures.append(_local_writers(os.getpid()).submit(_write_local, target, data))
+        except RuntimeError:  # interpreter shutdown (the exit flush): no new threads
+            for rest in files[i:]:
+                _write_local(*rest)
+            break
+    for future in futures:
+        future.result()
+
+
+@functools.cache
+def _local_writers(pid: int) -> ThreadPoolExecutor:
+    """The writer threads of this process (a forked child gets its own)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="mcbackend-write")
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

@@ -1,0 +1,188 @@
+"""The write pipeline of a chain: buffers handed to a writer thread, in order, one commit after
+the other, with the counters that say how far storage has got.
+
+Every concurrency rule of the file backends' chains lives here (the idle flusher only calls
+into a chain through this lock, see ``mcbackend.files.flusher``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .buffer import DrawBuffer
+
+__all__ = ["WriteFailed", "WritePipeline"]
+
+#: Writes ``n`` draws of a buffer as draws ``start...``, commit point last.
+WriteFn = Callable[[DrawBuffer, int, int], None]
+
+
+class WriteFailed(Exception):
+    """A write failed. ``buffers`` hold its draws and those of every later write handed over
+    (oldest first, starting at draw ``start``): nothing is lost, the caller re-queues them."""
+
+    def __init__(self, start: int, buffers: list[DrawBuffer], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.start = start
+        self.buffers = buffers
+        self.cause = cause
+
+
+class _Skipped(Exception):
+    """An earlier write failed, so this one did not run (its commit would claim lost draws)."""
+
+
+@dataclass
+class _Write:
+    future: Future[None]
+    buffer: DrawBuffer
+    start: int
+    n: int
+
+
+class WritePipeline:
+    """Writes a chain's buffers in order, in the background or in the calling thread.
+
+    Locking: ``lock`` (re-entrant) guards every field below; every method must be called with
+    it held, and the chain holds it for every append, flush and read.
+
+    - ``committed``: draws durable in storage (the commit point of the newest finished write).
+    - ``queued``: draws handed to the pipeline, written or in flight; the chain's buffer
+      starts here.
+    - ``_in_flight``: writes handed to the writer thread and not yet collected, oldest first.
+    - ``_executor``: the chain's writer thread (one, so writes commit in order).
+
+    The writer thread only runs ``write`` on a buffer the chain no longer touches; it sets no
+    field. Finished writes are collected (``committed`` advanced, ``on_written`` called) by
+    whichever thread next needs room or waits, under the lock.
+
+    ``max_in_flight`` and ``max_bytes`` bound the writes under way (count, and bytes of their
+    buffers): handing over a buffer blocks only while a bound is hit. One write in flight is
+    the default; more overlap a slow store with appends at the cost of memory.
+    """
+
+    def __init__(
+        self,
+        write: WriteFn,
+        *,
+        name: str,
+        on_written: Callable[[int, DrawBuffer], None] = lambda start, buffer: None,
+        max_in_flight: int = 1,
+        max_bytes: int | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}.")
+        self.lock = threading.RLock()
+        self.committed = 0
+        self.queued = 0
+        self.max_in_flight = max_in_flight
+        self.max_bytes = max_bytes
+        self._write = write
+        self._on_written = on_written
+        self._name = name
+        self._in_flight: deque[_Write] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def reset(self, committed: int) -> None:
+        """Storage holds ``committed`` draws and nothing is under way (resuming a chain)."""
+        if self._in_flight:
+            raise RuntimeError("Cannot reset a write pipeline with writes under way.")
+        self.committed = self.queued = committed
+
+    # ---- handing over -------------------------------------------------------------------
+
+    def submit(self, buffer: DrawBuffer, n: int) -> None:
+        """Write ``n`` draws of ``buffer`` as draws ``queued...`` in the background.
+
+        Raises ``WriteFailed`` (and hands over nothing) if an earlier write failed. At
+        interpreter exit, when thread pools take no more work, the write happens right here.
+        """
+        self._make_room(buffer.nbytes)
+        start = self.queued
+        prior = self._in_flight[-1].future if self._in_flight else None
+        try:
+            future = self._writer().submit(self._run, prior, buffer, start, n)
+        except RuntimeError:  # interpreter shutdown: no new work for thread pools
+            future = Future()
+            try:
+                self._write(buffer, start, n)
+                future.set_result(None)
+            except Exception as ex:
+                future.set_exception(ex)
+        self.queued = start + n
+        self._in_flight.append(_Write(future, buffer, start, n))
+
+    def write_now(self, buffer: DrawBuffer, n: int) -> None:
+        """Wait for the writes under way, then write ``n`` draws of ``buffer`` in this thread."""
+        self.wait()
+        start = self.queued
+        try:
+            self._write(buffer, start, n)
+        except Exception as ex:
+            raise WriteFailed(start, [buffer], ex) from ex
+        self.committed = self.queued = start + n
+        self._on_written(start, buffer)
+
+    def _run(self, prior: Future[None] | None, buffer: DrawBuffer, start: int, n: int) -> None:
+        """On the writer thread: the write, unless the one before it failed."""
+        if prior is not None and prior.exception() is not None:
+            raise _Skipped()
+        self._write(buffer, start, n)
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"mcbackend-{self._name}")
+        return self._executor
+
+    # ---- collecting ---------------------------------------------------------------------
+
+    def _make_room(self, nbytes: int) -> None:
+        while self._in_flight and self._full(nbytes):
+            self._collect_oldest()
+        while self._in_flight and self._in_flight[0].future.done():
+            self._collect_oldest()
+
+    def _full(self, nbytes: int) -> bool:
+        if len(self._in_flight) >= self.max_in_flight:
+            return True
+        if self.max_bytes is None:
+            return False
+        return sum(w.buffer.nbytes for w in self._in_flight) + nbytes > self.max_bytes
+
+    def wait(self) -> None:
+        """Wait for every write under way; raises ``WriteFailed`` for the first that failed."""
+        while self._in_flight:
+            self._collect_oldest()
+
+    def _collect_oldest(self) -> None:
+        oldest = self._in_flight[0]
+        try:
+            oldest.future.result()
+        except Exception as ex:
+            failed = list(self._in_flight)
+            for later in failed[1:]:
+                later.future.exception()  # let it finish (it skips itself)
+            self._in_flight.clear()
+            self.queued = oldest.start
+            raise WriteFailed(oldest.start, [w.buffer for w in failed], ex) from ex
+        self._in_flight.popleft()
+        self.committed = oldest.start + oldest.n
+        self._on_written(oldest.start, oldest.buffer)
+
+    @property
+    def settled(self) -> bool:
+        """No write is under way, and none failed without being collected yet."""
+        return all(w.future.done() and w.future.exception() is None for w in self._in_flight)
+
+    def close(self) -> None:
+        """Wait for the writes under way and stop the writer thread."""
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown()
+                self._executor = None
