@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .codec import Section
 from .errors import RunExistsError
 from .meta import ChainMeta, RunMeta, Variable
 from .npproto.utils import ndarray_to_numpy
@@ -66,7 +67,7 @@ class Chain(Sized):
         self._cid = chain_id(cmeta)
         self._variable_specs = specs_by_name(rmeta.variables, "variable")
         self._stat_specs = specs_by_name(rmeta.sample_stats, "sample stat")
-        self._block_cache: dict[tuple[bool, str], tuple[int, np.ndarray]] = {}
+        self._block_cache: dict[tuple[Section, str], tuple[int, np.ndarray]] = {}
         self._known_length = 0  # draws known to exist: they never go away
 
     # ---- writing -------------------------------------------------------------------------
@@ -113,24 +114,24 @@ class Chain(Sized):
     def get_draws(self, var_name: str, slc: slice = slice(None)) -> np.ndarray:
         """Draws of a variable; rigid numeric variables as one array, others as object arrays."""
         spec = _lookup(self._variable_specs, var_name, "variable")
-        return self._get_values(spec, _check_slice(slc), is_stat=False)
+        return self._get_values(spec, _check_slice(slc), section=Section.DRAWS)
 
     def get_stats(self, stat_name: str, slc: slice = slice(None)) -> np.ndarray:
         """Values of a sampler statistic, like ``get_draws``."""
         spec = _lookup(self._stat_specs, stat_name, "sample stat")
-        return self._get_values(spec, _check_slice(slc), is_stat=True)
+        return self._get_values(spec, _check_slice(slc), section=Section.STATS)
 
     def get_draws_at(self, idx: int, var_names: Sequence[str]) -> dict[str, np.ndarray]:
         """Values of the named variables in draw ``idx`` (negative counts from the end)."""
         specs = [_lookup(self._variable_specs, n, "variable") for n in var_names]
-        return self._get_values_at(self._check_index(idx), specs, is_stat=False)
+        return self._get_values_at(self._check_index(idx), specs, section=Section.DRAWS)
 
     def get_stats_at(self, idx: int, stat_names: Sequence[str]) -> dict[str, np.ndarray]:
         """Values of the named stats in draw ``idx``."""
         specs = [_lookup(self._stat_specs, n, "sample stat") for n in stat_names]
-        return self._get_values_at(self._check_index(idx), specs, is_stat=True)
+        return self._get_values_at(self._check_index(idx), specs, section=Section.STATS)
 
-    def _get_values(self, spec: VariableSpec, slc: slice, *, is_stat: bool) -> np.ndarray:
+    def _get_values(self, spec: VariableSpec, slc: slice, *, section: Section) -> np.ndarray:
         raise NotImplementedError()
 
     #: Bytes read at once by ``get_draws_at``/``get_stats_at`` and kept for the next calls
@@ -138,33 +139,33 @@ class Chain(Sized):
     read_block_bytes: int = 4 << 20
 
     def _get_values_at(
-        self, idx: int, specs: Iterable[VariableSpec], *, is_stat: bool
+        self, idx: int, specs: Iterable[VariableSpec], *, section: Section
     ) -> dict[str, np.ndarray]:
         specs = list(specs)
         cache = self._block_cache
         missing: dict[slice, list[VariableSpec]] = {}
         for spec in specs:
-            start, block = cache.get((is_stat, spec.name), (0, ()))
+            start, block = cache.get((section, spec.name), (0, ()))
             if not start <= idx < start + len(block):
                 draw_bytes = int(np.prod(spec.shape)) * spec.dtype.itemsize if spec.is_rigid else 64
                 rows = int(np.clip(self.read_block_bytes // max(draw_bytes, 1), 1, 16384))
                 start = idx - idx % rows
                 missing.setdefault(slice(start, min(start + rows, len(self))), []).append(spec)
         for slc, group in missing.items():
-            for name, block in self._get_many_values(group, slc, is_stat=is_stat).items():
-                cache[(is_stat, name)] = (slc.start, block)
+            for name, block in self._get_many_values(group, slc, section=section).items():
+                cache[(section, name)] = (slc.start, block)
         out = {}
         for spec in specs:
-            start, block = cache[(is_stat, spec.name)]
+            start, block = cache[(section, spec.name)]
             value = block[idx - start]
             out[spec.name] = value.copy() if isinstance(value, np.ndarray) else np.asarray(value)
         return out
 
     def _get_many_values(
-        self, specs: Sequence[VariableSpec], slc: slice, *, is_stat: bool
+        self, specs: Sequence[VariableSpec], slc: slice, *, section: Section
     ) -> dict[str, np.ndarray]:
         """``_get_values`` of several variables; backends may read them concurrently."""
-        return {s.name: self._get_values(s, slc, is_stat=is_stat) for s in specs}
+        return {s.name: self._get_values(s, slc, section=section) for s in specs}
 
     def _check_index(self, idx: int) -> int:
         if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):

@@ -19,6 +19,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 from xarray.core.indexing import LazilyIndexedArray
 
+from .codec import Section
 from .npproto.utils import ndarray_to_numpy
 from .validation import VariableSpec, specs_by_name
 
@@ -62,10 +63,10 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
     coords = run.coords
     dims = run.dims
     sampled = {
-        "posterior": _sampled_group(chains, variables, posterior, False, coords, dims),
-        "sample_stats": _sampled_group(chains, stats, posterior, True, coords, dims),
-        "warmup_posterior": _sampled_group(chains, variables, warmup, False, coords, dims),
-        "warmup_sample_stats": _sampled_group(chains, stats, warmup, True, coords, dims),
+        "posterior": _sampled_group(chains, variables, posterior, Section.DRAWS, coords, dims),
+        "sample_stats": _sampled_group(chains, stats, posterior, Section.STATS, coords, dims),
+        "warmup_posterior": _sampled_group(chains, variables, warmup, Section.DRAWS, coords, dims),
+        "warmup_sample_stats": _sampled_group(chains, stats, warmup, Section.STATS, coords, dims),
     }
     groups: dict[str, xr.Dataset] = {}
     for name, ds in sampled.items():
@@ -113,7 +114,7 @@ def _sampled_group(
     chains: Sequence[Chain],
     specs: Mapping[str, VariableSpec],
     slices: Sequence[slice],
-    is_stat: bool,
+    section: Section,
     coords: Mapping[str, np.ndarray],
     dims: Mapping[str, list[str]],
 ) -> xr.Dataset:
@@ -122,13 +123,13 @@ def _sampled_group(
     for name, spec in specs.items():
         if spec.is_rigid:
             values = LazilyIndexedArray(
-                LazyDraws(chains, spec, [s.start for s in slices], n, is_stat)
+                LazyDraws(chains, spec, [s.start for s in slices], n, section)
             )
             ndim = 2 + len(spec.shape)
         else:
             values = np.empty((len(chains), n), dtype=object)
             for c, (chain, slc) in enumerate(zip(chains, slices)):
-                read = chain.get_stats if is_stat else chain.get_draws
+                read = chain.get_stats if section is Section.STATS else chain.get_draws
                 values[c, :] = list(read(name, slc))
             ndim = 2
         var_dims = ["chain", "draw", *_dims_of(name, ndim - 2, dims)]
@@ -142,14 +143,19 @@ class LazyDraws(BackendArray):
     when xarray needs them, and only the chains and draws it asks for."""
 
     def __init__(
-        self, chains: Sequence[Chain], spec: VariableSpec, starts: list[int], n: int, is_stat: bool
+        self,
+        chains: Sequence[Chain],
+        spec: VariableSpec,
+        starts: list[int],
+        n: int,
+        section: Section,
     ) -> None:
         self.chains = chains
         self.spec = spec
         self.starts = starts
         self.shape = (len(chains), n, *spec.shape)
         self.dtype = spec.dtype
-        self.is_stat = is_stat
+        self.section = section
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(
@@ -179,7 +185,7 @@ class LazyDraws(BackendArray):
             return np.empty((0, *self.spec.shape), self.dtype)
         chain = self.chains[c]
         lo, hi = int(draws.min()), int(draws.max()) + 1
-        read = chain.get_stats if self.is_stat else chain.get_draws
+        read = chain.get_stats if self.section is Section.STATS else chain.get_draws
         block = read(self.spec.name, slice(self.starts[c] + lo, self.starts[c] + hi))
         return block[draws - lo]
 

@@ -26,6 +26,16 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from ..codec import (
+    Ragged,
+    Section,
+    check_unique_columns,
+    complex_from_pairs,
+    complex_part_dtype,
+    complex_to_pairs,
+    str_array,
+    str_draws,
+)
 from ..columns import as_object_array
 from ..core import Backend, Chain, Run, positions, read_positions
 from ..errors import RunExistsError, RunNotFoundError
@@ -73,8 +83,9 @@ class ServerTypes:
 
 
 @dataclass(frozen=True)
-class ColumnSpec:
-    """How one variable or stat maps to columns of a chain table."""
+class ClickHouseColumn:
+    """How one variable or stat maps to columns of a chain table (and, for dynamic shapes, a
+    ``__shape_`` column), converted between NumPy and insert/query values."""
 
     column: str
     spec: VariableSpec
@@ -122,15 +133,16 @@ class ColumnSpec:
     def to_values(self, values) -> list[list]:
         if self.is_scalar:
             return [_scalar_list(np.asarray(values), self.spec)]
-        flat = [self._flat(np.asarray(v)) for v in values]
+        ragged = Ragged.encode(values)
+        flat = [self._flat(v) for v in ragged.flat]
         if self.is_ragged:
-            return [flat, [list(np.shape(v)) for v in values]]
+            return [flat, [list(shape) for shape in ragged.shapes]]
         return [flat]
 
     def _flat(self, v: np.ndarray) -> list:
         if self.spec.dtype.kind == "c":
-            v = np.ascontiguousarray(v).view(v.real.dtype)
-        return _scalar_list(v.reshape(-1), self.spec)
+            v = complex_to_pairs(v)
+        return _scalar_list(v, self.spec)
 
     # -- query result -> numpy
 
@@ -138,14 +150,14 @@ class ColumnSpec:
         raw = columns[self.column]
         if self.is_scalar:
             if self.spec.is_str:
-                return as_object_array([np.array(v) for v in raw])
+                return str_draws(str_array(raw))
             return np.array(raw, dtype=self.spec.dtype).reshape(n)
         shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
         out = []
         for flat, shape in zip(raw, shapes):
             arr = np.array(flat, dtype=self._storage_dtype())
             if self.spec.dtype.kind == "c":
-                arr = arr.view(self.spec.dtype)
+                arr = complex_from_pairs(arr, self.spec.dtype)
             out.append(arr.reshape(tuple(int(s) for s in shape)))
         if self.spec.is_rigid:
             return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
@@ -155,7 +167,7 @@ class ColumnSpec:
         if self.spec.is_str:
             return str
         if self.spec.dtype.kind == "c":
-            return self.spec.dtype.type(0).real.dtype
+            return complex_part_dtype(self.spec.dtype)
         return self.spec.dtype
 
 
@@ -167,11 +179,14 @@ def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
     return v.tolist()
 
 
-def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
+def clickhouse_columns(meta: RunMeta) -> dict[Section, dict[str, ClickHouseColumn]]:
+    """Column mapping of variables and stats, by name; colliding column names refused."""
     specs = {
-        False: {v.name: ColumnSpec(v.name, VariableSpec.from_variable(v)) for v in meta.variables},
-        True: {
-            v.name: ColumnSpec(f"__stat_{v.name}", VariableSpec.from_variable(v))
+        Section.DRAWS: {
+            v.name: ClickHouseColumn(v.name, VariableSpec.from_variable(v)) for v in meta.variables
+        },
+        Section.STATS: {
+            v.name: ClickHouseColumn(f"__stat_{v.name}", VariableSpec.from_variable(v))
             for v in meta.sample_stats
         },
     }
@@ -179,9 +194,7 @@ def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
     for group in specs.values():
         for c in group.values():
             names += [c.column, c.shape_column]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"Names {duplicates} collide with ClickHouse column names.")
+    check_unique_columns(names, "ClickHouse")
     return specs
 
 
@@ -204,7 +217,7 @@ class ClickHouseChain(Chain):
         super().__init__(cmeta, rmeta)
         self._client = client
         self._table = quote_identifier(table)
-        self._columns = column_specs(rmeta)
+        self._columns = clickhouse_columns(rmeta)
         self._insert_every = insert_every
         self._insert_interval = insert_interval
         self._pending: list[tuple[dict, dict]] = []
@@ -229,9 +242,9 @@ class ClickHouseChain(Chain):
         n = len(self._pending)
         names = ["_draw_idx"]
         values: list[list] = [list(range(self._committed, self._committed + n))]
-        for is_stat, columns in self._columns.items():
+        for section, columns in self._columns.items():
             for name, c in columns.items():
-                batch = [(s if is_stat else d)[name] for d, s in self._pending]
+                batch = [(s if section is Section.STATS else d)[name] for d, s in self._pending]
                 names += c.names
                 values += c.to_values(batch)
         quoted = ", ".join(quote_identifier(n) for n in names)
@@ -247,7 +260,7 @@ class ClickHouseChain(Chain):
             self._committed = self._count()
         return self._committed + len(self._pending)
 
-    def _read(self, c: ColumnSpec, lo: int, hi: int) -> np.ndarray:
+    def _read(self, c: ClickHouseColumn, lo: int, hi: int) -> np.ndarray:
         names = c.names
         quoted = ", ".join(quote_identifier(n) for n in names)
         rows = self._client.execute(
@@ -259,9 +272,9 @@ class ClickHouseChain(Chain):
         columns = dict(zip(names, rows)) if rows else {n: [] for n in names}
         return c.from_values(columns, hi - lo)
 
-    def _get_values(self, spec, slc, *, is_stat):
+    def _get_values(self, spec, slc, *, section):
         self.flush()  # reads see every appended draw
-        c = self._columns[is_stat][spec.name]
+        c = self._columns[section][spec.name]
         return read_positions(positions(slc, len(self)), lambda lo, hi: self._read(c, lo, hi))
 
     def close(self) -> None:
@@ -279,7 +292,7 @@ class ClickHouseRun(Run):
         b = self._backend
         table = f"{self.meta.rid}_chain_{chain_number}"
         columns = [("_draw_idx", "UInt64")]
-        for group in column_specs(self.meta).values():
+        for group in clickhouse_columns(self.meta).values():
             for c in group.values():
                 columns += c.columns(b.types)
         definition = ", ".join(f"{quote_identifier(n)} {t}" for n, t in columns)
@@ -414,7 +427,7 @@ class ClickHouseBackend(Backend):
         )
 
     def _init_run(self, meta: RunMeta) -> ClickHouseRun:
-        column_specs(meta)
+        clickhouse_columns(meta)
         quote_identifier(f"{meta.rid}_chain_0")
         exists = self.client.execute(
             "SELECT count() FROM runs WHERE rid = %(rid)s", {"rid": meta.rid}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..codec import Section
 from ..columns import ColumnStore
 from ..core import Chain
 from ..meta import ChainMeta, RunMeta
@@ -20,8 +21,8 @@ class NullChain(Chain):
     def _append(self, draw, stats) -> None:
         self._stats.append(stats)
 
-    def _get_values(self, spec, slc, *, is_stat):
-        if not is_stat:
+    def _get_values(self, spec, slc, *, section):
+        if section is Section.DRAWS:
             raise RuntimeError(
                 f"NullBackend does not store draws, so {spec.name!r} cannot be read. "
                 "Use NumPyBackend or a file backend to keep draws."

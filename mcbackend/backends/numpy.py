@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..codec import Section
 from ..columns import ColumnStore
 from ..core import Backend, Chain, Run
 from ..errors import RunExistsError, RunNotFoundError
@@ -26,14 +27,14 @@ class NumPyChain(Chain):
         self._draws.extend_rows(draws, 0, n)
         self._stats.extend_rows(stats, 0, n)
 
-    def _store(self, is_stat: bool) -> ColumnStore:
-        return self._stats if is_stat else self._draws
+    def _store(self, section: Section) -> ColumnStore:
+        return self._stats if section is Section.STATS else self._draws
 
-    def _get_values(self, spec, slc, *, is_stat):
-        return self._store(is_stat).get(spec.name, slc)
+    def _get_values(self, spec, slc, *, section):
+        return self._store(section).get(spec.name, slc)
 
-    def _get_values_at(self, idx, specs, *, is_stat):
-        store = self._store(is_stat)
+    def _get_values_at(self, idx, specs, *, section):
+        store = self._store(section)
         return {s.name: store.get_at(s.name, idx) for s in specs}
 
     def __len__(self) -> int:

@@ -32,7 +32,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..columns import as_object_array
+from ..codec import (
+    Ragged,
+    Section,
+    check_unique_columns,
+    complex_from_pairs,
+    complex_part_dtype,
+    complex_to_pairs,
+    ragged_draws,
+    str_array,
+    str_draws,
+    str_rows,
+)
 from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
 from ..meta import ChainMeta, RunMeta, Variable
 from ..validation import VariableSpec
@@ -50,8 +61,9 @@ _PART = re.compile(r"^(part|data)-(\d{12})-(\d{12})\.parquet$")
 
 
 @dataclass(frozen=True)
-class ColumnSpec:
-    """How one variable or stat maps to Parquet columns."""
+class ParquetColumn:
+    """How one variable or stat maps to Parquet columns: its values (and, for dynamic shapes,
+    a ``shape/`` column), converted between NumPy and Arrow."""
 
     column: str
     spec: VariableSpec
@@ -69,8 +81,7 @@ class ColumnSpec:
         if self.spec.is_str:
             return pa.string()
         if self.spec.dtype.kind == "c":
-            part = pa.float32() if self.spec.dtype.itemsize == 8 else pa.float64()
-            return pa.list_(part, 2)
+            return pa.list_(pa.from_numpy_dtype(complex_part_dtype(self.spec.dtype)), 2)
         return pa.from_numpy_dtype(self.spec.dtype)
 
     def arrow_type(self) -> pa.DataType:
@@ -95,14 +106,12 @@ class ColumnSpec:
 
     def to_arrow(self, values: np.ndarray | list[np.ndarray]) -> list[tuple[str, pa.Array]]:
         if not self.is_ragged:
-            arr = np.asarray(values) if not self.spec.is_str else _str_rows(values, self.spec)
+            arr = str_rows(values, self.spec.shape) if self.spec.is_str else np.asarray(values)
             return [(self.column, self._nest(arr, len(arr)))]
-        flat = [np.ravel(v) for v in values]
-        sizes = np.array([len(f) for f in flat], dtype=np.int32)
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
-        data = np.concatenate(flat) if flat else np.empty(0, self.spec.dtype)
-        values_arr = pa.ListArray.from_arrays(pa.array(offsets), self._leaf(data))
-        shapes = [list(np.shape(v)) for v in values]
+        ragged = Ragged.encode(values)
+        offsets = pa.array(ragged.offsets(np.int32))
+        values_arr = pa.ListArray.from_arrays(offsets, self._leaf(ragged.data(self.spec.dtype)))
+        shapes = [list(shape) for shape in ragged.shapes]
         return [
             (self.column, values_arr),
             (self.shape_column, pa.array(shapes, pa.list_(pa.int64()))),
@@ -113,8 +122,7 @@ class ColumnSpec:
         if self.spec.is_str:
             return pa.array(np.asarray(flat).astype(object), pa.string())
         if self.spec.dtype.kind == "c":
-            parts = flat.view(flat.real.dtype).reshape(-1)
-            return pa.FixedSizeListArray.from_arrays(pa.array(parts), 2)
+            return pa.FixedSizeListArray.from_arrays(pa.array(complex_to_pairs(flat)), 2)
         return pa.array(flat)
 
     def _nest(self, arr: np.ndarray, n: int) -> pa.Array:
@@ -131,60 +139,48 @@ class ColumnSpec:
         if not self.is_ragged:
             flat = self._flat_values(column, depth=len(self.spec.shape))
             values = flat.reshape((n, *self.spec.shape))
-            if self.spec.is_str:
-                return as_object_array([values[i, ...] for i in range(n)])
-            return values
+            return str_draws(values) if self.spec.is_str else values
         flat = self._flat_values(column.flatten(), depth=0)
         shapes = table.column(self.shape_column).to_pylist()
         offsets = np.asarray(column.offsets) - column.offsets[0].as_py()
-        out = []
-        for i, shape in enumerate(shapes):
-            out.append(flat[offsets[i] : offsets[i + 1]].reshape(tuple(shape)))
-        return as_object_array(out)
+        return ragged_draws(flat, offsets, shapes)
 
     def _flat_values(self, arr: pa.Array, depth: int) -> np.ndarray:
         for _ in range(depth):
             arr = arr.flatten()
         if self.spec.is_str:
-            return np.asarray(arr.to_pylist(), dtype=str) if len(arr) else np.empty(0, str)
+            return str_array(arr.to_pylist())
         if self.spec.dtype.kind == "c":
             parts = arr.flatten().to_numpy(zero_copy_only=False)
-            return parts.view(self.spec.dtype).copy()
+            return complex_from_pairs(parts, self.spec.dtype).copy()
         return arr.to_numpy(zero_copy_only=False).astype(self.spec.dtype, copy=False)
 
 
-def _str_rows(values, spec: VariableSpec) -> np.ndarray:
-    return np.array([np.asarray(v) for v in values]).reshape((len(values), *spec.shape))
-
-
-def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
-    """Column mapping of variables (``False``) and stats (``True``), by name."""
+def parquet_columns(meta: RunMeta) -> dict[Section, dict[str, ParquetColumn]]:
+    """Column mapping of variables and stats, by name."""
     return {
-        False: {
-            v.name: ColumnSpec(v.name, VariableSpec.from_variable(v), v) for v in meta.variables
+        Section.DRAWS: {
+            v.name: ParquetColumn(v.name, VariableSpec.from_variable(v), v) for v in meta.variables
         },
-        True: {
-            v.name: ColumnSpec(f"stats/{v.name}", VariableSpec.from_variable(v), v)
+        Section.STATS: {
+            v.name: ParquetColumn(f"stats/{v.name}", VariableSpec.from_variable(v), v)
             for v in meta.sample_stats
         },
     }
 
 
 def arrow_schema(meta: RunMeta, chain_number: int) -> pa.Schema:
-    columns = column_specs(meta)
+    columns = parquet_columns(meta)
     fields = [pa.field("draw", pa.int64(), nullable=False)]
     described = {}
-    for is_stat, specs in columns.items():
+    for section, specs in columns.items():
         for c in specs.values():
-            dims = json.dumps(c.describe("stat" if is_stat else "draw")).encode()
+            dims = json.dumps(c.describe("stat" if section is Section.STATS else "draw")).encode()
             fields.append(pa.field(c.column, c.arrow_type(), metadata={b"mcbackend": dims}))
-            described[c.column] = c.describe("stat" if is_stat else "draw")
+            described[c.column] = c.describe("stat" if section is Section.STATS else "draw")
             if c.is_ragged:
                 fields.append(pa.field(c.shape_column, pa.list_(pa.int64())))
-    names = [f.name for f in fields]
-    duplicates = {n for n in names if names.count(n) > 1}
-    if duplicates:
-        raise ValueError(f"Variable names {sorted(duplicates)} collide with Parquet column names.")
+    check_unique_columns([f.name for f in fields], "Parquet")
     info = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -234,7 +230,7 @@ class ParquetChain(BufferedChain):
         self._dir = run.location.child(f"chain_{cmeta.chain_number}")
         if created:
             self._dir.write_many({ParquetRun.chain_marker: b""})
-        self._columns = column_specs(run.meta)
+        self._columns = parquet_columns(run.meta)
         self._schema = arrow_schema(run.meta, cmeta.chain_number)
         self._parts: list[Part] = []
         self._committed = self._stored_length()
@@ -256,8 +252,8 @@ class ParquetChain(BufferedChain):
 
     def _table(self, buffer: DrawBuffer, start: int, n: int) -> pa.Table:
         arrays: dict[str, pa.Array] = {"draw": pa.array(np.arange(start, start + n), pa.int64())}
-        for is_stat, columns in self._columns.items():
-            buffered = buffer.columns(is_stat).columns
+        for section, columns in self._columns.items():
+            buffered = buffer.columns(section).columns
             for name, c in columns.items():
                 arrays.update(c.to_arrow(buffered[name][:n]))
         return pa.Table.from_pydict(arrays, schema=self._schema)
@@ -285,7 +281,7 @@ class ParquetChain(BufferedChain):
         with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
             return pq.ParquetFile(f, page_checksum_verification=True).read(columns=columns)
 
-    def _read_stored(self, c: ColumnSpec, lo: int, hi: int) -> pa.Table:
+    def _read_stored(self, c: ParquetColumn, lo: int, hi: int) -> pa.Table:
         """Rows ``lo:hi`` of column ``c``, reading only the row groups that hold them."""
         columns = [c.column, c.shape_column] if c.is_ragged else [c.column]
         tables = []
@@ -307,8 +303,8 @@ class ParquetChain(BufferedChain):
             return pa.table({col: pa.array([], self._schema.field(col).type) for col in columns})
         return pa.concat_tables(tables)
 
-    def _reader(self, spec, is_stat):
-        c = self._columns[is_stat][spec.name]
+    def _reader(self, spec, section):
+        c = self._columns[section][spec.name]
         return lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi))
 
 

@@ -17,7 +17,6 @@ Reads go through zarr-python, which verifies every chunk's CRC-32C.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,8 +26,7 @@ import zarr
 import zarr.storage
 from zarr.core.sync import sync
 
-from ..codec import encode_name
-from ..columns import as_object_array
+from ..codec import Ragged, Section, encode_name, ragged_draws, shape_offsets, str_array, str_draws
 from ..errors import CorruptRunError
 from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
 from ..meta import ChainMeta, RunMeta, Variable
@@ -71,12 +69,12 @@ def chunk_length_for(spec: VariableSpec, flush_every: int) -> int:
     return next(d for d in range(min(limit, flush_every), 0, -1) if flush_every % d == 0)
 
 
-class Column:
+class ZarrColumn:
     """One variable's stored values: a Zarr array, or for dynamic shapes a group of three."""
 
-    def __init__(self, chain_path: str, section: str, var: Variable, store: Any) -> None:
+    def __init__(self, chain_path: str, section: Section, var: Variable, store: Any) -> None:
         self.spec = VariableSpec.from_variable(var)
-        self.path = f"{chain_path}/{section}/{encode_name(var.name)}"
+        self.path = f"{chain_path}/{section.value}/{encode_name(var.name)}"
         self.dims = _dims(var)
         self.store = store
         self.attributes = {"mcbackend": {"name": var.name}}
@@ -139,8 +137,10 @@ class Column:
             self.appenders[""].resume(length, lambda lo, hi: self._read_raw("", lo, hi))
             return
         ndims = self._read_raw("ndims", 0, length)
-        shape_offsets, data_offsets = _offsets(ndims, self._read_raw("shapes", 0, int(ndims.sum())))
-        ends = {"ndims": length, "shapes": int(shape_offsets[-1]), "data": int(data_offsets[-1])}
+        shape_starts, data_offsets = shape_offsets(
+            ndims, self._read_raw("shapes", 0, int(ndims.sum()))
+        )
+        ends = {"ndims": length, "shapes": int(shape_starts[-1]), "data": int(data_offsets[-1])}
         for part, end in ends.items():
             self.appenders[part].resume(end, lambda lo, hi, p=part: self._read_raw(p, lo, hi))
 
@@ -149,10 +149,9 @@ class Column:
         files, self._unwritten = self._unwritten, {}
         if not self.is_ragged:
             return files | self.appenders[""].append(np.asarray(values))
-        ndims = np.array([v.ndim for v in values], dtype=np.int64)
-        shapes = np.array([s for v in values for s in v.shape], dtype=np.int64)
-        data = np.concatenate([np.ravel(v) for v in values]) if len(values) else []
-        for part, rows in [("data", data), ("shapes", shapes), ("ndims", ndims)]:
+        ragged = Ragged.encode(values)
+        data = ragged.data(self.spec.dtype)
+        for part, rows in [("data", data), ("shapes", ragged.flat_shapes), ("ndims", ragged.ndims)]:
             files.update(self.appenders[part].append(np.asarray(rows, self.appenders[part].dtype)))
         return files
 
@@ -169,8 +168,7 @@ class Column:
     def as_draws(self, values: np.ndarray) -> np.ndarray:
         """Rows read from a fixed-shape array as ``get_draws`` returns them."""
         if self.spec.is_str:
-            values = values if values.dtype.kind == "U" else _to_str(values)
-            return as_object_array([values[i, ...] for i in range(len(values))])
+            return str_draws(values if values.dtype.kind == "U" else str_array(values))
         return values
 
     async def read_async(self, lo: int, hi: int) -> np.ndarray:
@@ -183,7 +181,7 @@ class Column:
             return np.empty((0, *self.spec.shape) if part == "" else (0,), dtype=dtype)
         values = self.array(part, hi)[lo:hi]
         if self.spec.is_str and part in ("", "data"):
-            values = _to_str(values)
+            values = str_array(values)
         return values
 
     def read(self, lo: int, hi: int) -> np.ndarray:
@@ -191,27 +189,15 @@ class Column:
         if not self.is_ragged:
             return self.as_draws(self._read_raw("", lo, hi))
         ndims = self._read_raw("ndims", 0, hi)
-        shape_offsets = np.concatenate([[0], np.cumsum(ndims)]).astype(np.int64)
-        shapes = self._read_raw("shapes", 0, int(shape_offsets[-1]))
-        _, data_offsets = _offsets(ndims, shapes)
+        shapes = self._read_raw("shapes", 0, int(ndims.sum()))
+        shape_starts, data_offsets = shape_offsets(ndims, shapes)
         flat = self._read_raw("data", int(data_offsets[lo]), int(data_offsets[hi]))
-        base = data_offsets[lo]
-        out = []
-        for i in range(lo, hi):
-            shape = tuple(shapes[shape_offsets[i] : shape_offsets[i + 1]])
-            values = flat[data_offsets[i] - base : data_offsets[i + 1] - base]
-            out.append(values.reshape(shape).astype(self.spec.dtype, copy=False))
-        return as_object_array(out)
+        draw_shapes = [shapes[shape_starts[i] : shape_starts[i + 1]] for i in range(lo, hi)]
+        offsets = data_offsets[lo : hi + 1] - data_offsets[lo]
+        return ragged_draws(flat, offsets, draw_shapes, self.spec.dtype)
 
 
-def _offsets(ndims: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets of each draw into ``shapes`` and into the flat data (each of length n + 1)."""
-    shape_offsets = np.concatenate([[0], np.cumsum(ndims)]).astype(np.int64)
-    sizes = [int(np.prod(shapes[a:b])) for a, b in itertools.pairwise(shape_offsets)]
-    return shape_offsets, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-
-
-def _verify_array(column: Column, part: str, committed: int) -> list[str]:
+def _verify_array(column: ZarrColumn, part: str, committed: int) -> list[str]:
     path = f"{column.path}/{part}".rstrip("/")
     try:
         arr = column.array(part)
@@ -242,11 +228,6 @@ async def _gather(coroutines) -> list:
     return await asyncio.gather(*coroutines)
 
 
-def _to_str(values: np.ndarray) -> np.ndarray:
-    """Zarr returns variable-length ``StringDType``; mcbackend hands out fixed-width ``str``."""
-    return np.asarray(values).astype(object).astype(str)
-
-
 def chain_document(chain_number: int, draws: int) -> bytes:
     return group_document({"mcbackend": {"chain_number": chain_number, "draws": draws}})
 
@@ -258,10 +239,10 @@ class ZarrChain(BufferedChain):
         super().__init__(cmeta, run, created=created)
         self._path = f"chain_{cmeta.chain_number}"
         self._columns = {
-            is_stat: {v.name: Column(self._path, section, v, run.store) for v in variables}
-            for is_stat, section, variables in [
-                (False, "draws", run.meta.variables),
-                (True, "stats", run.meta.sample_stats),
+            section: {v.name: ZarrColumn(self._path, section, v, run.store) for v in variables}
+            for section, variables in [
+                (Section.DRAWS, run.meta.variables),
+                (Section.STATS, run.meta.sample_stats),
             ]
         }
         if created:
@@ -269,7 +250,7 @@ class ZarrChain(BufferedChain):
         else:
             self._committed = self._stored_length()
 
-    def _all_columns(self) -> list[Column]:
+    def _all_columns(self) -> list[ZarrColumn]:
         return [c for columns in self._columns.values() for c in columns.values()]
 
     def _stored_length(self) -> int:
@@ -277,14 +258,14 @@ class ZarrChain(BufferedChain):
         return int(doc["attributes"]["mcbackend"]["draws"])
 
     def _create(self) -> None:
-        docs = {f"{self._path}/{s}/zarr.json": group_document({}) for s in ("draws", "stats")}
+        docs = {f"{self._path}/{s.value}/zarr.json": group_document({}) for s in Section}
         for column in self._all_columns():
             self._create_column(column)
         self._run.location.write_many(docs)
         commit = chain_document(self.cmeta.chain_number, 0)
         self._run.location.write_many({f"{self._path}/zarr.json": commit})
 
-    def _create_column(self, column: Column) -> None:
+    def _create_column(self, column: ZarrColumn) -> None:
         chunks = self._run.chunk_draws or chunk_length_for(column.spec, self._run.flush_every)
         column.create(chunks, self._run.compression)
 
@@ -299,30 +280,30 @@ class ZarrChain(BufferedChain):
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         """All chunks and array metadata in one batch, then the draw count (commit point)."""
         files: dict[str, bytes] = {}
-        for is_stat, columns in self._columns.items():
-            buffered = buffer.columns(is_stat).columns
+        for section, columns in self._columns.items():
+            buffered = buffer.columns(section).columns
             for name, column in columns.items():
                 files.update(column.append(buffered[name][:n]))
         self._run.location.write_many(files)
         doc = chain_document(self.cmeta.chain_number, start + n)
         self._run.location.write_many({f"{self._path}/zarr.json": doc})
 
-    def _reader(self, spec, is_stat):
-        return self._columns[is_stat][spec.name].read
+    def _reader(self, spec, section):
+        return self._columns[section][spec.name].read
 
-    def _read_many_stored(self, specs, idx, *, is_stat):
+    def _read_many_stored(self, specs, idx, *, section):
         """Fixed-shape columns are read concurrently (one round of requests on S3)."""
-        columns = [self._columns[is_stat][s.name] for s in specs]
+        columns = [self._columns[section][s.name] for s in specs]
         plain = [c for c in columns if not c.is_ragged]
         if len(plain) < 2 or not len(idx):
-            return super()._read_many_stored(specs, idx, is_stat=is_stat)
+            return super()._read_many_stored(specs, idx, section=section)
         lo, hi = int(idx.min()), int(idx.max()) + 1
         for column in plain:
             column.array("", hi)
         blocks = sync(_gather(c.read_async(lo, hi) for c in plain))
         out = {c.spec.name: block[idx - lo] for c, block in zip(plain, blocks)}
         ragged = [c.spec for c in columns if c.is_ragged]
-        out.update(super()._read_many_stored(ragged, idx, is_stat=is_stat))
+        out.update(super()._read_many_stored(ragged, idx, section=section))
         return out
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codec import Section
 from ..columns import ColumnStore
 from ..meta import RunMeta
 from ..validation import VariableSpec
@@ -71,8 +72,8 @@ class DrawBuffer:
             self.flush_seconds is not None and time.monotonic() - self.started >= self.flush_seconds
         )
 
-    def columns(self, is_stat: bool) -> ColumnStore:
-        return self.stats if is_stat else self.draws
+    def columns(self, section: Section) -> ColumnStore:
+        return self.stats if section is Section.STATS else self.draws
 
     def trim(self) -> None:
         """Release unused preallocated rows (the buffer takes no more draws)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..codec import Section
 from ..columns import as_object_array
 from ..core import Chain, positions, read_positions
 from ..errors import FlushError, ReadOnlyError
@@ -78,7 +79,7 @@ class BufferedChain(Chain):
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         raise NotImplementedError()
 
-    def _reader(self, spec: VariableSpec, is_stat: bool) -> Callable[[int, int], np.ndarray]:
+    def _reader(self, spec: VariableSpec, section: Section) -> Callable[[int, int], np.ndarray]:
         """Reads stored draws ``lo:hi`` of one variable or stat."""
         raise NotImplementedError()
 
@@ -195,20 +196,20 @@ class BufferedChain(Chain):
                 return self._committed + len(self._buffer)
             return self._writes.queued + len(self._buffer)
 
-    def _get_values(self, spec, slc, *, is_stat):
-        return self._get_many_values([spec], slc, is_stat=is_stat)[spec.name]
+    def _get_values(self, spec, slc, *, section):
+        return self._get_many_values([spec], slc, section=section)[spec.name]
 
-    def _get_many_values(self, specs, slc, *, is_stat):
+    def _get_many_values(self, specs, slc, *, section):
         with self._writes.lock:
             self.flush()  # reads see every appended draw, and make it durable
             idx = positions(slc, len(self))
-            held = self._read_held(specs, idx, is_stat=is_stat)
+            held = self._read_held(specs, idx, section=section)
         if held is not None:
             return held
-        return self._read_many_stored(specs, idx, is_stat=is_stat)
+        return self._read_many_stored(specs, idx, section=section)
 
     def _read_held(
-        self, specs: Sequence[VariableSpec], idx: np.ndarray, *, is_stat: bool
+        self, specs: Sequence[VariableSpec], idx: np.ndarray, *, section: Section
     ) -> dict[str, np.ndarray] | None:
         """Draws ``idx`` from the written buffers still in memory (after a flush they hold the
         chain's newest draws), or ``None`` if some are not held there."""
@@ -220,7 +221,7 @@ class BufferedChain(Chain):
         parts = [(s, buf) for s, buf in self._kept if s < hi and s + len(buf) > lo]
         out = {}
         for spec in specs:
-            pieces = [buf.columns(is_stat).rows(spec.name, lo - s, hi - s) for s, buf in parts]
+            pieces = [buf.columns(section).rows(spec.name, lo - s, hi - s) for s, buf in parts]
             rows: Any
             if spec.is_rigid:
                 rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
@@ -230,7 +231,7 @@ class BufferedChain(Chain):
         return out
 
     def _read_many_stored(
-        self, specs: Sequence[VariableSpec], idx: np.ndarray, *, is_stat: bool
+        self, specs: Sequence[VariableSpec], idx: np.ndarray, *, section: Section
     ) -> dict[str, np.ndarray]:
         """Draws ``idx`` from storage."""
-        return {s.name: read_positions(idx, self._reader(s, is_stat)) for s in specs}
+        return {s.name: read_positions(idx, self._reader(s, section)) for s in specs}
