@@ -35,6 +35,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 
 from .core import Backend, Chain, Run
+from .deprecation import warn_renamed
 from .inferencedata import python_to_extended_value
 from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
@@ -100,15 +101,37 @@ class TraceBackend(BaseTrace):
     (``sigma_log__``) are stored only with ``include_transformed`` or when ``pm.sample`` is asked
     for them (``idata_kwargs={"include_transformed": True}``).
 
-    Recorded draws are staged in columns and handed to the chain ``stage_draws`` at a time
+    Recorded draws are staged in columns and handed to the chain ``flush_every`` at a time
     (``Chain.append_many``), which validates and stores them per column; reading the trace,
     slicing it and closing it hand over what is staged first.
     """
 
     #: Draws recorded before they are handed to the chain at once ...
-    stage_draws: int = 64
+    flush_every: int = 64
     #: ... or once the oldest of them waited this long (slow models reach storage in time).
-    stage_seconds: float = 1.0
+    flush_seconds: float = 1.0
+
+    @property
+    def stage_draws(self) -> int:
+        """Deprecated name of ``flush_every``."""
+        warn_renamed("stage_draws", "flush_every")
+        return self.flush_every
+
+    @stage_draws.setter
+    def stage_draws(self, value: int) -> None:
+        warn_renamed("stage_draws", "flush_every")
+        self.flush_every = value
+
+    @property
+    def stage_seconds(self) -> float:
+        """Deprecated name of ``flush_seconds``."""
+        warn_renamed("stage_seconds", "flush_seconds")
+        return self.flush_seconds
+
+    @stage_seconds.setter
+    def stage_seconds(self, value: float) -> None:
+        warn_renamed("stage_seconds", "flush_seconds")
+        self.flush_seconds = value
 
     def __init__(
         self,
@@ -174,7 +197,7 @@ class TraceBackend(BaseTrace):
         self._chain = session.run.init_chain(chain)
         self._window = None
         self._draw_stage = [
-            np.empty((self.stage_draws, *self.var_shapes[name]), self.var_dtypes[name])
+            np.empty((self.flush_every, *self.var_shapes[name]), self.var_dtypes[name])
             for name in self.varnames
         ]
         self._stat_fill = session.stat_fill
@@ -186,7 +209,7 @@ class TraceBackend(BaseTrace):
     def record(self, point, sampler_stats=None, *, in_warmup: bool = False) -> None:
         i = self._staged
         waited = time.monotonic() - self._staged_since
-        if i == self.stage_draws or (i and waited > self.stage_seconds):
+        if i == self.flush_every or (i and waited > self.flush_seconds):
             self._store_staged()
             i = 0
         if not i:

@@ -32,7 +32,7 @@ class TestClickHouse(BackendConformance):
 
     @pytest.fixture
     def backend(self, database):
-        return mcb.ClickHouseBackend(connect(database), insert_every=8)
+        return mcb.ClickHouseBackend(connect(database), flush_every=8)
 
     def reopen(self, backend, run):
         database = backend.client.connection.database
@@ -48,7 +48,7 @@ class TestClickHouseUnflushed(BackendConformance):
     @pytest.fixture
     def backend(self, database):
         return mcb.ClickHouseBackend(
-            client_fn=lambda: connect(database), insert_every=10**6, insert_interval=10**6
+            client_fn=lambda: connect(database), flush_every=10**6, flush_seconds=10**6
         )
 
     def finish(self, run):
@@ -119,7 +119,7 @@ def test_client_fn_gives_each_chain_its_own_client(database):
 
 @pytest.mark.clickhouse
 def test_reader_in_other_process_sees_committed_draws(database):
-    backend = mcb.ClickHouseBackend(connect(database), insert_every=5)
+    backend = mcb.ClickHouseBackend(connect(database), flush_every=5)
     meta = make_meta([Variable("a", "int64", [])])
     chain = backend.init_run(meta).init_chain(0)
     for i in range(12):
@@ -148,3 +148,14 @@ def test_server_types_chosen_by_version(database):
         )
     )
     assert types["b"] == ("Bool" if backend.types.modern else "UInt8")
+
+
+@pytest.mark.clickhouse
+def test_insert_every_is_a_deprecated_name_of_flush_every(database):
+    with pytest.warns(DeprecationWarning, match="'insert_every' is deprecated"):
+        backend = mcb.ClickHouseBackend(connect(database), insert_every=3, insert_interval=10**6)
+    assert (backend.flush_every, backend.flush_seconds) == (3, 10**6)
+    chain = backend.init_run(make_meta([Variable("a", "int64", [])])).init_chain(0)
+    for i in range(4):
+        chain.append({"a": i})
+    assert chain._committed == 3  # one insert of three, one draw pending

@@ -240,3 +240,12 @@ def test_parallel_chains_into_zarr(tmp_path):
             progressbar=False, compute_convergence_checks=False,
         )  # fmt: skip
     check_run(backend.get_run(backend.get_runs().rid.iloc[0]), idata)
+
+
+def test_stage_draws_is_a_deprecated_name_of_flush_every():
+    trace = TraceBackend(mcb.NumPyBackend(), verbose=False)
+    with pytest.warns(DeprecationWarning, match="'stage_draws' is deprecated; use 'flush_every'"):
+        trace.stage_draws = 5
+    assert trace.flush_every == 5
+    with pytest.warns(DeprecationWarning, match="'stage_seconds' is deprecated"):
+        assert trace.stage_seconds == trace.flush_seconds == 1.0

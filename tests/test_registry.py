@@ -114,3 +114,20 @@ def test_unknown_format_in_marker(tmp_path):
     marker.write_text(marker.read_text().replace('"zarr"', '"nosuch"'))
     with pytest.raises(mcb.RunNotFoundError, match="unknown format 'nosuch'"):
         mcb.open_run(str(tmp_path / "odd"))
+
+
+def test_batching_knob_is_flush_every_everywhere(tmp_path):
+    """``flush_every``/``flush_seconds`` name the batching knob of every backend; the old
+    ClickHouse and TraceBackend names still work, with a DeprecationWarning."""
+    import inspect
+
+    from mcbackend.backends.clickhouse import ClickHouseBackend
+    from mcbackend.deprecation import renamed
+
+    for cls in (ZarrBackend, ParquetBackend, ClickHouseBackend):
+        assert {"flush_every", "flush_seconds"} <= set(inspect.signature(cls).parameters)
+    with pytest.warns(DeprecationWarning, match="'insert_every' is deprecated; use 'flush_every'"):
+        assert renamed("insert_every", "flush_every", 8, 100, 100) == 8
+    with pytest.raises(TypeError, match="Pass 'flush_every' only"):
+        renamed("insert_every", "flush_every", 8, 50, 100)
+    assert renamed("insert_every", "flush_every", None, 50, 100) == 50

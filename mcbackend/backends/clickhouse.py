@@ -38,6 +38,7 @@ from ..codec import (
 )
 from ..columns import as_object_array
 from ..core import Backend, Chain, Run, positions, read_positions
+from ..deprecation import renamed
 from ..errors import RunExistsError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
@@ -211,15 +212,15 @@ class ClickHouseChain(Chain):
         *,
         client,
         table: str,
-        insert_every: int,
-        insert_interval: float,
+        flush_every: int,
+        flush_seconds: float,
     ) -> None:
         super().__init__(cmeta, rmeta)
         self._client = client
         self._table = quote_identifier(table)
         self._columns = clickhouse_columns(rmeta)
-        self._insert_every = insert_every
-        self._insert_interval = insert_interval
+        self._flush_every = flush_every
+        self._flush_seconds = flush_seconds
         self._pending: list[tuple[dict, dict]] = []
         self._last_insert = time.monotonic()
         self._committed = self._count()
@@ -231,8 +232,8 @@ class ClickHouseChain(Chain):
 
     def _append(self, draw, stats) -> None:
         self._pending.append((_copied(draw), _copied(stats)))  # the caller may reuse its arrays
-        due_by_time = time.monotonic() - self._last_insert >= self._insert_interval
-        if len(self._pending) >= self._insert_every or due_by_time:
+        due_by_time = time.monotonic() - self._last_insert >= self._flush_seconds
+        if len(self._pending) >= self._flush_every or due_by_time:
             self.flush()
 
     def flush(self, wait: bool = True) -> None:
@@ -314,8 +315,8 @@ class ClickHouseRun(Run):
                 self.meta,
                 client=b.client_fn() if b.client_fn else b.client,
                 table=table,
-                insert_every=b.insert_every,
-                insert_interval=b.insert_interval,
+                flush_every=b.flush_every,
+                flush_seconds=b.flush_seconds,
             )
         return self._chains[chain_number]
 
@@ -360,10 +361,11 @@ class ClickHouseBackend(Backend):
         A ``clickhouse_driver.Client`` used for metadata (and chains, without ``client_fn``).
     client_fn
         A callable returning a new client; each chain then gets its own client.
-    insert_every, insert_interval
+    flush_every, flush_seconds
         Insert a chain's pending draws when there are this many, or when this many seconds
         passed since its last insert. Pending draws are also inserted before any read and on
-        ``flush()``/``close()``.
+        ``flush()``/``close()``. (``insert_every`` and ``insert_interval`` are their
+        deprecated names.)
     """
 
     def __init__(
@@ -371,15 +373,21 @@ class ClickHouseBackend(Backend):
         client=None,
         client_fn: Callable[[], Any] | None = None,
         *,
-        insert_every: int = 100,
-        insert_interval: float = 1.0,
+        flush_every: int = 100,
+        flush_seconds: float = 1.0,
+        insert_every: int | None = None,
+        insert_interval: float | None = None,
     ) -> None:
+        flush_every = renamed("insert_every", "flush_every", insert_every, flush_every, 100)
+        flush_seconds = renamed(
+            "insert_interval", "flush_seconds", insert_interval, flush_seconds, 1.0
+        )
         if client is None and client_fn is None:
             raise ValueError("Pass a clickhouse_driver.Client (client=) or a factory (client_fn=).")
         self.client = client if client is not None else client_fn()
         self.client_fn = client_fn
-        self.insert_every = insert_every
-        self.insert_interval = insert_interval
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
         version = self.client.execute("SELECT version()")[0][0]
         self.types = ServerTypes(tuple(int(p) for p in version.split(".")[:2]))
         self._ensure_tables()
