@@ -39,7 +39,7 @@ def appenders(n: int) -> list[ArrayAppender]:
             Compression(),
             {"mcbackend": {"name": f"v{i}"}},
             ["draw", f"v{i}_dim_0"],
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
