@@ -9,12 +9,15 @@ import enum
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from .columns import as_object_array
+from .validation import VariableSpec
 
 __all__ = [
+    "ColumnMapping",
     "Ragged",
     "Section",
     "check_unique_columns",
@@ -56,6 +59,25 @@ def check_unique_columns(names: Sequence[str], storage: str) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"Names {duplicates} collide with {storage} column names.")
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How one variable or stat maps to the columns of a table format (Parquet, ClickHouse):
+    a column of values and, for dynamic shapes, a column of each draw's shape."""
+
+    column: str
+    spec: VariableSpec
+    #: Prefix of the shape column's name.
+    shape_prefix: ClassVar[str]
+
+    @property
+    def is_ragged(self) -> bool:
+        return self.spec.is_ragged
+
+    @property
+    def shape_column(self) -> str:
+        return f"{self.shape_prefix}{self.column}"
 
 
 # ---- ragged draws --------------------------------------------------------------------------

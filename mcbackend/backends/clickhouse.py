@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from ..codec import (
+    ColumnMapping,
     Ragged,
     Section,
     check_unique_columns,
@@ -84,26 +85,17 @@ class ServerTypes:
 
 
 @dataclass(frozen=True)
-class ClickHouseColumn:
+class ClickHouseColumn(ColumnMapping):
     """How one variable or stat maps to columns of a chain table (and, for dynamic shapes, a
     ``__shape_`` column), converted between NumPy and insert/query values."""
 
-    column: str
-    spec: VariableSpec
+    shape_prefix = "__shape_"
 
     @property
     def is_scalar(self) -> bool:
         return (
             self.spec.shape == () and not self.spec.undefined_ndim and self.spec.dtype.kind != "c"
         )
-
-    @property
-    def is_ragged(self) -> bool:
-        return self.spec.is_ragged
-
-    @property
-    def shape_column(self) -> str:
-        return f"__shape_{self.column}"
 
     def element_type(self, types: ServerTypes) -> str:
         if self.spec.is_str:

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..codec import (
+    ColumnMapping,
     Ragged,
     Section,
     check_unique_columns,
@@ -61,21 +62,12 @@ _PART = re.compile(r"^(part|data)-(\d{12})-(\d{12})\.parquet$")
 
 
 @dataclass(frozen=True)
-class ParquetColumn:
+class ParquetColumn(ColumnMapping):
     """How one variable or stat maps to Parquet columns: its values (and, for dynamic shapes,
     a ``shape/`` column), converted between NumPy and Arrow."""
 
-    column: str
-    spec: VariableSpec
     var: Variable
-
-    @property
-    def is_ragged(self) -> bool:
-        return self.spec.is_ragged
-
-    @property
-    def shape_column(self) -> str:
-        return f"shape/{self.column}"
+    shape_prefix = "shape/"
 
     def value_type(self) -> pa.DataType:
         if self.spec.is_str:
