@@ -420,3 +420,26 @@ def test_written_draws_are_read_from_memory_within_budget(fmt, tmp_path, monkeyp
     everything = chain.get_draws("s")
     assert len(stored_reads) == 1  # the oldest draws were evicted: read back from storage
     assert [str(v) for v in everything] == [str(d["s"]) for d in draws]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_interpreter_exit_flushes_everything_on_s3(fmt, s3_bucket, s3_options, host):
+    """The exit flush writes to object stores too (after thread pools stopped taking work),
+    also when the endpoint's host name has to be resolved."""
+    options = {**s3_options, "endpoint_url": s3_options["endpoint_url"].replace("127.0.0.1", host)}
+    code = (
+        "import json, sys, mcbackend as mcb\n"
+        "from tests.writer_process import expected_draw, meta\n"
+        f"backend = mcb.{backend_class(fmt).__name__}(sys.argv[1], json.loads(sys.argv[2]),"
+        " flush_every=4)\n"
+        "chain = backend.init_run(meta('exit')).init_chain(0)\n"
+        "for i in range(10):\n"
+        "    chain.append(expected_draw(i), {'in_warmup': False})\n"
+    )
+    cwd = os.path.dirname(os.path.dirname(__file__))
+    subprocess.run(
+        [sys.executable, "-c", code, s3_bucket, json.dumps(options)], check=True, cwd=cwd
+    )
+    (chain,) = mcb.open_run(f"{s3_bucket}/exit", s3_options).get_chains()
+    check_prefix(chain, 10)

@@ -14,6 +14,8 @@ import time
 import weakref
 from typing import Protocol
 
+from .threads import keep_fsspec_working
+
 __all__ = ["IdleFlusher", "register"]
 
 _log = logging.getLogger(__name__)
@@ -72,9 +74,11 @@ idle_flusher = IdleFlusher()
 
 def flush_at_exit() -> None:
     """Flush every open chain. ``atexit`` runs after thread pools stopped taking work, so
-    chains write in this thread then (local files one by one, object stores through
-    fsspec's own event-loop thread)."""
-    for chain in idle_flusher.chains():
+    work for them runs in the submitting thread then (``mcbackend.files.threads``)."""
+    chains = idle_flusher.chains()
+    if chains:
+        keep_fsspec_working()
+    for chain in chains:
         try:
             chain.flush()
         except Exception:  # pragma: no cover - best effort at interpreter exit

@@ -17,6 +17,8 @@ from typing import Any
 
 import fsspec
 
+from .threads import CallerRunsExecutor
+
 __all__ = ["Location"]
 
 _made_folders: set[str] = set()  # local folders known to exist
@@ -112,14 +114,7 @@ def _write_local_many(files: list[tuple[str, bytes]]) -> None:
     if len(files) == 1:
         _write_local(*files[0])
         return
-    futures = []
-    for i, (target, data) in enumerate(files):
-        try:
-            futures.append(_local_writers(os.getpid()).submit(_write_local, target, data))
-        except RuntimeError:  # interpreter shutdown (the exit flush): no new threads
-            for rest in files[i:]:
-                _write_local(*rest)
-            break
+    futures = [_local_writers(os.getpid()).submit(_write_local, *file) for file in files]
     for future in futures:
         future.result()
 
@@ -127,7 +122,7 @@ def _write_local_many(files: list[tuple[str, bytes]]) -> None:
 @functools.cache
 def _local_writers(pid: int) -> ThreadPoolExecutor:
     """The writer threads of this process (a forked child gets its own)."""
-    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="mcbackend-write")
+    return CallerRunsExecutor(max_workers=8, thread_name_prefix="mcbackend-write")
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .buffer import DrawBuffer
+from .threads import CallerRunsExecutor
 
 __all__ = ["WriteFailed", "WritePipeline"]
 
@@ -99,20 +100,13 @@ class WritePipeline:
         """Write ``n`` draws of ``buffer`` as draws ``queued...`` in the background.
 
         Raises ``WriteFailed`` (and hands over nothing) if an earlier write failed. At
-        interpreter exit, when thread pools take no more work, the write happens right here.
+        interpreter exit, when thread pools take no more work, the write happens right here
+        (``CallerRunsExecutor``).
         """
         self._make_room(buffer.nbytes)
         start = self.queued
         prior = self._in_flight[-1].future if self._in_flight else None
-        try:
-            future = self._writer().submit(self._run, prior, buffer, start, n)
-        except RuntimeError:  # interpreter shutdown: no new work for thread pools
-            future = Future()
-            try:
-                self._write(buffer, start, n)
-                future.set_result(None)
-            except Exception as ex:
-                future.set_exception(ex)
+        future = self._writer().submit(self._run, prior, buffer, start, n)
         self.queued = start + n
         self._in_flight.append(_Write(future, buffer, start, n))
 
@@ -135,7 +129,7 @@ class WritePipeline:
 
     def _writer(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"mcbackend-{self._name}")
+            self._executor = CallerRunsExecutor(1, thread_name_prefix=f"mcbackend-{self._name}")
         return self._executor
 
     # ---- collecting ---------------------------------------------------------------------
