@@ -6,6 +6,7 @@
 - ``buffer``: ``DrawBuffer``, draws not yet written and when to write them;
 - ``pipeline``: ``WritePipeline``, a chain's writer thread, counters and lock;
 - ``flusher``: flushing idle chains, and every chain at interpreter exit;
+- ``threads``: thread pools that still take work at interpreter exit;
 - ``chain``: ``BufferedChain``, appends and reads on top of buffer and pipeline.
 """
 
