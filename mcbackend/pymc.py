@@ -35,7 +35,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 
 from .core import Backend, Chain, Run
-from .deprecation import warn_renamed
+from .deprecation import RenamedAttribute
 from .inferencedata import python_to_extended_value
 from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
@@ -111,27 +111,9 @@ class TraceBackend(BaseTrace):
     #: ... or once the oldest of them waited this long (slow models reach storage in time).
     flush_seconds: float = 1.0
 
-    @property
-    def stage_draws(self) -> int:
-        """Deprecated name of ``flush_every``."""
-        warn_renamed("stage_draws", "flush_every")
-        return self.flush_every
-
-    @stage_draws.setter
-    def stage_draws(self, value: int) -> None:
-        warn_renamed("stage_draws", "flush_every")
-        self.flush_every = value
-
-    @property
-    def stage_seconds(self) -> float:
-        """Deprecated name of ``flush_seconds``."""
-        warn_renamed("stage_seconds", "flush_seconds")
-        return self.flush_seconds
-
-    @stage_seconds.setter
-    def stage_seconds(self, value: float) -> None:
-        warn_renamed("stage_seconds", "flush_seconds")
-        self.flush_seconds = value
+    #: Deprecated names of ``flush_every`` and ``flush_seconds``.
+    stage_draws = RenamedAttribute("flush_every")
+    stage_seconds = RenamedAttribute("flush_seconds")
 
     def __init__(
         self,

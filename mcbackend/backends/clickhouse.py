@@ -26,17 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ..codec import (
-    ColumnMapping,
-    Ragged,
-    Section,
-    check_unique_columns,
-    complex_from_pairs,
-    complex_part_dtype,
-    complex_to_pairs,
-    str_array,
-    str_draws,
-)
+from .. import codec
 from ..columns import as_object_array
 from ..core import Backend, Chain, Run, positions, read_positions
 from ..deprecation import renamed
@@ -85,7 +75,7 @@ class ServerTypes:
 
 
 @dataclass(frozen=True)
-class ClickHouseColumn(ColumnMapping):
+class ClickHouseColumn(codec.ColumnMapping):
     """How one variable or stat maps to columns of a chain table (and, for dynamic shapes, a
     ``__shape_`` column), converted between NumPy and insert/query values."""
 
@@ -126,7 +116,7 @@ class ClickHouseColumn(ColumnMapping):
     def to_values(self, values) -> list[list]:
         if self.is_scalar:
             return [_scalar_list(np.asarray(values), self.spec)]
-        ragged = Ragged.encode(values)
+        ragged = codec.Ragged.encode(values)
         flat = [self._flat(v) for v in ragged.flat]
         if self.is_ragged:
             return [flat, [list(shape) for shape in ragged.shapes]]
@@ -134,7 +124,7 @@ class ClickHouseColumn(ColumnMapping):
 
     def _flat(self, v: np.ndarray) -> list:
         if self.spec.dtype.kind == "c":
-            v = complex_to_pairs(v)
+            v = codec.complex_to_pairs(v)
         return _scalar_list(v, self.spec)
 
     # -- query result -> numpy
@@ -143,14 +133,14 @@ class ClickHouseColumn(ColumnMapping):
         raw = columns[self.column]
         if self.is_scalar:
             if self.spec.is_str:
-                return str_draws(str_array(raw))
+                return codec.str_draws(codec.str_array(raw))
             return np.array(raw, dtype=self.spec.dtype).reshape(n)
         shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
         out = []
         for flat, shape in zip(raw, shapes):
             arr = np.array(flat, dtype=self._storage_dtype())
             if self.spec.dtype.kind == "c":
-                arr = complex_from_pairs(arr, self.spec.dtype)
+                arr = codec.complex_from_pairs(arr, self.spec.dtype)
             out.append(arr.reshape(tuple(int(s) for s in shape)))
         if self.spec.is_rigid:
             return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
@@ -160,7 +150,7 @@ class ClickHouseColumn(ColumnMapping):
         if self.spec.is_str:
             return str
         if self.spec.dtype.kind == "c":
-            return complex_part_dtype(self.spec.dtype)
+            return codec.complex_part_dtype(self.spec.dtype)
         return self.spec.dtype
 
 
@@ -172,13 +162,13 @@ def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
     return v.tolist()
 
 
-def clickhouse_columns(meta: RunMeta) -> dict[Section, dict[str, ClickHouseColumn]]:
+def clickhouse_columns(meta: RunMeta) -> dict[codec.Section, dict[str, ClickHouseColumn]]:
     """Column mapping of variables and stats, by name; colliding column names refused."""
     specs = {
-        Section.DRAWS: {
+        codec.Section.DRAWS: {
             v.name: ClickHouseColumn(v.name, VariableSpec.from_variable(v)) for v in meta.variables
         },
-        Section.STATS: {
+        codec.Section.STATS: {
             v.name: ClickHouseColumn(f"__stat_{v.name}", VariableSpec.from_variable(v))
             for v in meta.sample_stats
         },
@@ -187,7 +177,7 @@ def clickhouse_columns(meta: RunMeta) -> dict[Section, dict[str, ClickHouseColum
     for group in specs.values():
         for c in group.values():
             names += [c.column, c.shape_column]
-    check_unique_columns(names, "ClickHouse")
+    codec.check_unique_columns(names, "ClickHouse")
     return specs
 
 
@@ -237,7 +227,9 @@ class ClickHouseChain(Chain):
         values: list[list] = [list(range(self._committed, self._committed + n))]
         for section, columns in self._columns.items():
             for name, c in columns.items():
-                batch = [(s if section is Section.STATS else d)[name] for d, s in self._pending]
+                batch = [
+                    (s if section is codec.Section.STATS else d)[name] for d, s in self._pending
+                ]
                 names += c.names
                 values += c.to_values(batch)
         quoted = ", ".join(quote_identifier(n) for n in names)
