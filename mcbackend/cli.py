@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -201,22 +199,14 @@ def copy(
 def export(url: str, archive: str, options: str | None, fmt: str) -> None:
     """Write the run at URL into one zip ARCHIVE that open_run("zip://<rid>::ARCHIVE") or
     this tool (``mcbackend info ARCHIVE``) open."""
-    from .copying import copy_run
+    from .copying import export_archive
 
     if not archive.endswith(".zip"):
         raise click.BadParameter("the archive name must end in .zip", param_hint="ARCHIVE")
     if not _is_file_format(fmt):
         raise click.BadParameter(f"{fmt!r} is not a file format", param_hint="--format")
     run = open_any_run(url, _storage_options(options))
-    with tempfile.TemporaryDirectory() as tmp:
-        copy_run(run, open_backend(f"{fmt}+{tmp}"), progress=True)
-        partial = f"{archive}.partial"
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as z:
-            for folder, _, files in os.walk(tmp):
-                for name in files:
-                    path = os.path.join(folder, name)
-                    z.write(path, os.path.relpath(path, tmp))
-        shutil.move(partial, archive)
+    export_archive(run, archive, fmt, progress=True)
     click.echo(f"exported {run.meta.rid} to {archive} (open with: mcbackend info {archive})")
 
 
@@ -234,6 +224,25 @@ def verify(url: str, options: str | None) -> None:
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) in run {run.meta.rid}")
     click.echo(f"OK {run.meta.rid}: {len(run.get_chains())} chains, {draws} draws verified")
+
+
+@main.command()
+@click.argument("url")
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, help="TCP port.")
+@_friendly_errors
+def serve(url: str, options: str | None, host: str, port: int) -> None:
+    """Watch the runs under URL in a browser (read-only; needs mcbackend[viewer]).
+
+    URL is a directory of Zarr/Parquet runs (local or fsspec, e.g. s3://bucket/runs) or
+    clickhouse://host:port/database.
+    """
+    try:
+        from .viewer import serve as serve_viewer
+    except ImportError as ex:
+        raise click.ClickException(f"{ex}; install: pip install 'mcbackend[viewer]'") from None
+    serve_viewer(url, _storage_options(options), host=host, port=port, echo=click.echo)
 
 
 def _is_file_format(fmt: str) -> bool:

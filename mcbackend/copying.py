@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import zipfile
+
 from .core import Backend, Run
 from .meta import RunMeta
 
-__all__ = ["copy_run"]
+__all__ = ["copy_run", "export_archive"]
 
 
 def copy_run(run: Run, destination: Backend, *, batch: int = 1000, progress: bool = False) -> Run:
@@ -38,6 +43,22 @@ def copy_run(run: Run, destination: Backend, *, batch: int = 1000, progress: boo
         bar.close()
         target.close()
     return target
+
+
+def export_archive(run: Run, archive: str, fmt: str = "zarr", *, progress: bool = False) -> None:
+    """Write ``run`` as one zip ``archive`` (a ``fmt`` run directory, uncompressed entries) that
+    ``open_run("zip://<rid>::archive")`` opens. The archive appears whole or not at all."""
+    from .urls import open_backend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy_run(run, open_backend(f"{fmt}+{tmp}"), progress=progress)
+        partial = f"{archive}.partial"
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as z:
+            for folder, _, files in os.walk(tmp):
+                for name in files:
+                    path = os.path.join(folder, name)
+                    z.write(path, os.path.relpath(path, tmp))
+        shutil.move(partial, archive)
 
 
 def _progress(total: int, description: str, enabled: bool):
