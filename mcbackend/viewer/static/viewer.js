@@ -218,7 +218,8 @@ function renderDiagnostics(diag) {
   table.querySelector("thead").append(h("tr", {}, h("th", {}, ""), ...diag.columns.map(c => h("th", {}, c))));
   for (const row of diag.rows) {
     const rhat = diag.columns.indexOf("r_hat");
-    const cells = row.values.map((v, i) => h("td", {class: i === rhat && v !== null && v > 1.01 ? "num bad" : "num"}, fmtNum(v)));
+    const cells = row.values.map((v, i) => h("td", {
+      class: i === rhat && v !== null && v > 1.01 ? "num bad" : "num", "data-value": v === null ? "" : String(v)}, fmtNum(v)));
     body.append(h("tr", {"data-label": row.label}, h("th", {}, row.label), ...cells));
   }
 }
