@@ -30,7 +30,7 @@ from ..core import Run
 from ..errors import MCBackendError, RunNotFoundError
 from .describe import plottable, run_metadata, run_size
 from .diagnostics import Diagnostics
-from .plots import densities, element_series, markers, minmax_trace, rank_histograms
+from .plots import SeriesCache, densities, markers, minmax_trace, rank_histograms
 from .progress import RunProgress
 from .source import RunSource
 
@@ -54,6 +54,7 @@ class Viewer:
         self._lock = threading.Lock()
         self._progress: dict[str, RunProgress] = {}
         self._diagnostics: dict[str, Diagnostics] = {}
+        self.series = SeriesCache()
 
     def progress(self, rid: str) -> RunProgress:
         run = self.source.run(rid)
@@ -154,12 +155,12 @@ def run_draws(viewer: Viewer, request: Request) -> dict[str, Any]:
     traces, posterior = [], []
     for p in chains:
         chain = handles[p.number]
-        values = element_series(chain, var, element, 0, p.length, is_stat=is_stat)
+        key = (rid, is_stat, var.name, element, p.number)
+        values = viewer.series.get(key, chain, var, element, p.length, is_stat=is_stat)
         trace = {"chain": p.number, "draws": p.length, "warmup": p.warmup}
         trace.update(minmax_trace(values, points))
         if progress.diverging_stat:
-            flags = chain.get_stats(progress.diverging_stat, slice(0, p.length))
-            trace["divergent"] = markers(values, flags.astype(bool))
+            trace["divergent"] = markers(values, p.divergent)
         traces.append(trace)
         posterior.append(values[p.warmup :])
     return {

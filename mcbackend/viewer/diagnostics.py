@@ -1,14 +1,17 @@
 """The ArviZ summary (mean, sd, HDI, MCSE, ESS bulk/tail, R-hat) of a run's posterior.
 
 It reads the run through ``Run.to_inferencedata`` (lazy: only the posterior variables summarised
-are read). Runs with more values than ``MAX_VALUES`` are summarised on every k-th draw, and
-the answer says so; a summary is reused until a chain grows.
+are read). ArviZ's ESS and R-hat take seconds per million values, so runs with more than
+``MAX_VALUES`` posterior values are summarised on every k-th draw (the answer says so: ESS
+then counts thinned draws). A summary is reused until a chain grows, and while a run samples
+it is recomputed at most every ``MIN_INTERVAL`` seconds or twice the time it took.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -21,7 +24,8 @@ from ..validation import specs_by_name
 __all__ = ["Diagnostics"]
 
 #: Posterior values (chains x draws x elements) summarised without thinning.
-MAX_VALUES = 4_000_000
+MAX_VALUES = 200_000
+MIN_INTERVAL = 2.0
 
 
 class Diagnostics:
@@ -32,13 +36,19 @@ class Diagnostics:
         self._lock = threading.Lock()
         self._key: tuple | None = None
         self._result: dict[str, Any] | None = None
+        self._computed_at = -math.inf
+        self._took = 0.0
 
     def as_json(self) -> dict[str, Any]:
         with self._lock:
             key = tuple(len(c) for c in self.run.get_chains())
-            if key != self._key or self._result is None:
-                self._result = summarise(self.run)
+            recent = time.monotonic() - self._computed_at < max(MIN_INTERVAL, 2 * self._took)
+            if self._result is None or (key != self._key and not recent):
+                start = time.monotonic()
+                self._result = {**summarise(self.run), "lengths": list(key)}
                 self._key = key
+                self._computed_at = time.monotonic()
+                self._took = self._computed_at - start
             return self._result
 
 
@@ -69,7 +79,8 @@ def summarise(run: Run, max_values: int = MAX_VALUES) -> dict[str, Any]:
         for label, row in zip(table.index, table.to_numpy())
     ]
     note = (
-        f"Summarised every {thin}th draw ({chains} x {math.ceil(draws / thin)} of {draws})."
+        f"{chains} chains × {draws} posterior draws, summarised on every {thin}th draw "
+        f"({math.ceil(draws / thin)} per chain; ESS counts those)."
         if thin > 1
         else ""
     )

@@ -9,6 +9,8 @@ stay visible), rank histograms and densities on fixed grids.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,10 +19,18 @@ import numpy as np
 from ..core import Chain
 from ..meta import Variable
 
-__all__ = ["element_labels", "element_series", "minmax_trace", "rank_histograms", "densities"]
+__all__ = [
+    "SeriesCache",
+    "element_labels",
+    "element_series",
+    "minmax_trace",
+    "rank_histograms",
+    "densities",
+]
 
 BLOCK_BYTES = 8 << 20
 MAX_MARKERS = 500
+MAX_RANKED = 200_000
 DENSITY_POINTS = 200
 
 
@@ -39,6 +49,32 @@ def element_labels(var: Variable, coords: dict[str, np.ndarray]) -> list[str]:
         else:
             axes.append([str(i) for i in range(size)])
     return ["[" + ", ".join(a[i] for a, i in zip(axes, idx)) + "]" for idx in np.ndindex(*shape)]
+
+
+class SeriesCache:
+    """Values of recently plotted elements, per chain: a poll reads only the draws added since
+    (stored draws never change). Least recently used series go beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._series: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, key: tuple, chain: Chain, var: Variable, element: int, length: int, *, is_stat: bool
+    ) -> np.ndarray:
+        with self._lock:
+            known = self._series.pop(key, np.empty(0))
+        if len(known) < length:
+            new = element_series(chain, var, element, len(known), length, is_stat=is_stat)
+            known = np.concatenate([known, new])
+        with self._lock:
+            self._series[key] = known
+            while sum(v.nbytes for v in self._series.values()) > self.max_bytes:
+                if len(self._series) == 1:
+                    break
+                self._series.popitem(last=False)
+        return known[:length]
 
 
 def element_series(
@@ -75,31 +111,40 @@ def minmax_trace(values: np.ndarray, points: int) -> dict[str, list]:
     return {"x": x.tolist(), "y": _floats(y)}
 
 
-def markers(values: np.ndarray, flags: np.ndarray) -> dict[str, list]:
-    """(x, y) of flagged draws (e.g. divergent), at most MAX_MARKERS, evenly picked."""
-    idx = np.flatnonzero(flags)
-    if len(idx) > MAX_MARKERS:
-        idx = idx[np.linspace(0, len(idx) - 1, MAX_MARKERS).astype(int)]
-    return {"x": idx.tolist(), "y": _floats(values[idx]), "count": int(np.count_nonzero(flags))}
+def markers(values: np.ndarray, draws: np.ndarray) -> dict[str, list]:
+    """(x, y) of the given draws (e.g. divergent ones), at most MAX_MARKERS, evenly picked."""
+    idx = draws[draws < len(values)]
+    count = len(idx)
+    if count > MAX_MARKERS:
+        idx = idx[np.linspace(0, count - 1, MAX_MARKERS).astype(int)]
+    return {"x": idx.tolist(), "y": _floats(values[idx]), "count": count}
 
 
 def rank_histograms(series: Sequence[np.ndarray], bins: int = 20) -> dict[str, Any]:
     """Per chain, the share of its draws in each rank bin of all chains' pooled draws
-    (a flat histogram for every chain means they sample the same distribution)."""
-    from scipy.stats import rankdata
-
-    lengths = [len(s) for s in series]
-    if not sum(lengths):
+    (a flat histogram for every chain means they sample the same distribution). Beyond
+    MAX_RANKED draws in all, every k-th draw is ranked: the shares stay, the cost is bounded."""
+    step = max(1, math.ceil(sum(len(s) for s in series) / MAX_RANKED))
+    finite = [s[::step][~np.isnan(s[::step])] for s in series]
+    pooled = np.concatenate(finite) if finite else np.empty(0)
+    if not len(pooled):
         return {"bins": bins, "chains": [[] for _ in series]}
-    ranks = rankdata(np.concatenate(series), nan_policy="omit")
-    total = np.count_nonzero(~np.isnan(ranks))
-    edges = np.linspace(0.5, total + 0.5, bins + 1)
+    ranks = average_ranks(pooled)
+    edges = np.linspace(0.5, len(pooled) + 0.5, bins + 1)
     out, start = [], 0
-    for n in lengths:
+    for values in finite:
+        n = len(values)
         counts, _ = np.histogram(ranks[start : start + n], bins=edges)
         out.append((counts / max(n, 1)).round(5).tolist())
         start += n
     return {"bins": bins, "chains": out}
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank (``scipy.stats.rankdata``'s default)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2)[inverse]
 
 
 def densities(series: Sequence[np.ndarray], points: int = DENSITY_POINTS) -> dict[str, Any]:

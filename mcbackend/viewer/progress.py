@@ -41,7 +41,7 @@ class ChainProgress:
     length: int = 0
     warmup: int = 0
     warmup_done: bool = False
-    divergences: int = 0
+    divergent: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     seen: deque = field(default_factory=lambda: deque(maxlen=64))
 
     def update(self, chain: Chain, warmup_stat: str | None, diverging_stat: str | None) -> None:
@@ -56,10 +56,16 @@ class ChainProgress:
             elif not warmup_stat:
                 self.warmup_done = True
             if diverging_stat:
-                self.divergences += int(np.count_nonzero(chain.get_stats(diverging_stat, new)))
+                flags = np.asarray(chain.get_stats(diverging_stat, new), dtype=bool)
+                found = np.flatnonzero(flags) + self.length
+                self.divergent = np.concatenate([self.divergent, found])
             self.length = length
         if not self.seen or self.seen[-1][1] != length:
             self.seen.append((time.monotonic(), length))  # only changes: see last_growth
+
+    @property
+    def divergences(self) -> int:
+        return len(self.divergent)
 
     @property
     def posterior(self) -> int:

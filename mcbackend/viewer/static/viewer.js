@@ -82,7 +82,7 @@ async function refreshRuns() {
 
 // ---- run page ---------------------------------------------------------------------------
 
-const view = {rid: null, meta: null, lengths: "", drawsKey: "", diagKey: "", busy: false};
+const view = {rid: null, meta: null, lengths: "", drawsKey: "", diagKey: "", busy: false, diagBusy: false};
 
 function selectedVariable() {
   const [group, name] = document.getElementById("var").value.split("\u0000");
@@ -240,15 +240,29 @@ async function pollRun() {
       renderDraws(await getJSON(`/api/runs/${rid}/draws?${q}`));
       view.drawsKey = drawsKey;
     }
-    if (lengths !== view.diagKey) {
-      renderDiagnostics(await getJSON(`/api/runs/${rid}/diagnostics`));
-      view.diagKey = lengths;
-    }
+    view.lengths = lengths;
+    if (lengths !== view.diagKey) pollDiagnostics();
     showError("");
   } catch (e) {
     showError(e.message);
   } finally {
     view.busy = false;
+  }
+}
+
+// The summary takes longer on big runs: fetched on its own, never holding up the plots.
+async function pollDiagnostics() {
+  if (view.diagBusy) return;
+  view.diagBusy = true;
+  try {
+    const diag = await getJSON(`/api/runs/${encodeURIComponent(view.rid)}/diagnostics`);
+    renderDiagnostics(diag);
+    view.diagKey = diag.lengths.join(",");  // the draws it summarised: asked again if fewer
+  } catch (e) {
+    document.getElementById("diag-note").textContent = `Diagnostics failed: ${e.message}`;
+    view.diagKey = view.lengths;
+  } finally {
+    view.diagBusy = false;
   }
 }
 
