@@ -106,6 +106,11 @@ def test_watch_a_run_while_it_samples(browser, served):
         assert draw_count(page) > first
         assert page.locator('#state [data-state="sampling"]').count() == 1
         assert sampler.poll() is None, "the sampler finished before growth was seen"
+        screenshot = os.environ.get("MCB_VIEWER_SCREENSHOT")  # e.g. docs/viewer.png
+        if screenshot:  # mid-sampling, with a summary of the draws so far
+            page.wait_for_selector("#diagnostics tbody tr", timeout=20_000)
+            page.wait_for_function("document.querySelectorAll('#rank path.series').length === 2")
+            page.screenshot(path=screenshot, full_page=True)
 
         assert sampler.wait(120) == 0
         total = 2 * (TUNE + DRAWS)
@@ -147,9 +152,6 @@ def test_watch_a_run_while_it_samples(browser, served):
             ".some(t => t.textContent === 'theta[C]')",
             timeout=10_000,
         )
-        screenshot = os.environ.get("MCB_VIEWER_SCREENSHOT")
-        if screenshot:
-            page.screenshot(path=screenshot, full_page=True)
     finally:
         if sampler.poll() is None:
             sampler.terminate()
