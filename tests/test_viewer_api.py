@@ -289,3 +289,19 @@ def test_serve_command_refuses_missing_directory(tmp_path):
     )
     assert proc.returncode == 1 and "No directory at" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("rid", ["zarr-run", "parquet-run"])
+def test_diagnostics_beyond_the_budget_summarise_every_kth_draw(local_root, rid):
+    from mcbackend.viewer.diagnostics import summarise
+
+    run = mcb.open_run(os.path.join(local_root, rid), read_only=True)
+    result = summarise(run, max_values=500)
+    chains = len(run.get_chains())
+    thin = -(-chains * DRAWS * 4 // 500)  # 4 elements: mu and theta[3]
+    assert result["thin"] == thin and f"every {thin}th draw" in result["note"]
+    posterior = run.to_inferencedata()["posterior"].to_dataset()
+    expected = az.summary(posterior.isel(draw=slice(None, None, thin)), ci_kind="hdi")
+    assert [r["label"] for r in result["rows"]] == list(expected.index)
+    got = np.array([r["values"] for r in result["rows"]], dtype=float)
+    np.testing.assert_allclose(got, expected.to_numpy(dtype=float), rtol=1e-9)

@@ -13,13 +13,17 @@ import math
 import threading
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import Run
-from ..inferencedata import tree_name
-from ..validation import specs_by_name
+from ..core import Chain, Run
+from ..inferencedata import _warmup_split, find_warmup_stat, tree_name
+from ..validation import VariableSpec, specs_by_name
+from .plots import BLOCK_BYTES
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["Diagnostics"]
 
@@ -69,7 +73,8 @@ def summarise(run: Run, max_values: int = MAX_VALUES) -> dict[str, Any]:
     elements = sum(math.prod(specs[n].shape) for n in specs if tree_name(n) in names)
     thin = max(1, math.ceil(chains * draws * elements / max_values))
     if thin > 1:
-        posterior = posterior.isel(draw=slice(None, None, thin))
+        chosen = {tree_name(n): s for n, s in specs.items() if tree_name(n) in names}
+        posterior = _thinned_posterior(run, posterior, chosen, thin)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # R-hat of one chain, constant draws...
         table = az.summary(posterior, var_names=names, ci_kind="hdi")
@@ -92,6 +97,38 @@ def summarise(run: Run, max_values: int = MAX_VALUES) -> dict[str, Any]:
         "rows": rows,
         "note": note,
     }
+
+
+def _thinned_posterior(
+    run: Run, template: xr.Dataset, specs: dict[str, VariableSpec], thin: int
+) -> xr.Dataset:
+    """Every ``thin``-th posterior draw of ``specs``, laid out like ``template`` (the lazy
+    posterior of ``to_inferencedata``), read a block at a time: no variable is read whole."""
+    import xarray as xr
+
+    chains = sorted(run.get_chains(), key=lambda c: c.cmeta.chain_number)
+    stat = find_warmup_stat([s.name for s in run.meta.sample_stats])
+    # Chains only grow, and a chain with posterior draws has a fixed warm-up: same starts.
+    starts = [_warmup_split(c, stat, len(c)).stop for c in chains]
+    n = int(template.sizes["draw"])
+    data = {}
+    for name, spec in specs.items():
+        values = np.stack(
+            [_read_thinned(c, spec, start, start + n, thin) for c, start in zip(chains, starts)]
+        )
+        data[name] = xr.Variable(template[name].dims, values)
+    coords = {k: v for k, v in template.coords.items() if "draw" not in v.dims}
+    return xr.Dataset(data, coords=coords).assign_coords(draw=np.arange(values.shape[1]))
+
+
+def _read_thinned(chain: Chain, spec: VariableSpec, lo: int, hi: int, step: int) -> np.ndarray:
+    draw_bytes = max(math.prod(spec.shape) * spec.dtype.itemsize, 1)
+    rows = max(step, BLOCK_BYTES // draw_bytes // step * step)  # blocks start on picked draws
+    blocks = [
+        chain.get_draws(spec.name, slice(start, min(hi, start + rows)))[::step]
+        for start in range(lo, hi, rows)
+    ]
+    return np.concatenate(blocks)
 
 
 def _number(value: Any) -> float | None:
