@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -231,6 +232,12 @@ def test_runs_in_clickhouse(clickhouse_database):
         check_run_api(base, "ch-run", backend.get_run("ch-run"), 2)
         status, body, _ = get(base, "/api/runs/ch-run_chain_0")
         assert status == 404
+        # the page polls in parallel: every answer comes back whole
+        paths = ["/api/runs", "/progress", "/draws?var=mu", "/diagnostics", ""] * 4
+        paths = [p if p.startswith("/api") else f"/api/runs/ch-run{p}" for p in paths]
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda p: get(base, p)[0], paths))
+        assert statuses == [200] * len(paths)
 
 
 @pytest.mark.clickhouse

@@ -73,8 +73,10 @@ def _json_errors(endpoint: Callable[..., dict[str, Any]]) -> Callable[[Request],
 
     @functools.wraps(endpoint)
     def wrapper(request: Request) -> Response:
+        viewer: Viewer = request.app.state.viewer
         try:
-            return JSONResponse(endpoint(request.app.state.viewer, request))
+            with viewer.source.access():
+                return JSONResponse(endpoint(viewer, request))
         except RunNotFoundError as ex:
             return JSONResponse({"error": str(ex)}, status_code=404)
         except BadRequest as ex:
@@ -199,13 +201,14 @@ def _int(text: str, what: str, lo: int, hi: int) -> int:
 def download(request: Request) -> Response:
     """The run as a zip archive, made like ``mcbackend export`` into a temporary file."""
     viewer: Viewer = request.app.state.viewer
-    try:
-        run = viewer.source.run(request.path_params["rid"])
-    except RunNotFoundError as ex:
-        return JSONResponse({"error": str(ex)}, status_code=404)
-    folder = tempfile.mkdtemp(prefix="mcbackend-viewer-")
-    path = os.path.join(folder, f"{run.meta.rid}.zip")
-    export_archive(run, path)
+    with viewer.source.access():
+        try:
+            run = viewer.source.run(request.path_params["rid"])
+        except RunNotFoundError as ex:
+            return JSONResponse({"error": str(ex)}, status_code=404)
+        folder = tempfile.mkdtemp(prefix="mcbackend-viewer-")
+        path = os.path.join(folder, f"{run.meta.rid}.zip")
+        export_archive(run, path)
     return FileResponse(
         path,
         media_type="application/zip",

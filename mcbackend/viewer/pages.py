@@ -32,8 +32,10 @@ def runs_page(request: Request) -> Response:
 
 def run_page(request: Request) -> Response:
     rid = request.path_params["rid"]
+    source = request.app.state.viewer.source
     try:
-        request.app.state.viewer.source.run(rid)
+        with source.access():
+            source.run(rid)
     except RunNotFoundError as ex:
         return error_page("Run not found", str(ex), 404)
     except MCBackendError as ex:

@@ -6,6 +6,7 @@ URL, never turned into a path or a table name, so no request reaches anything el
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
@@ -41,9 +42,12 @@ class RunSource:
         self._entries: dict[str, RunEntry] = {}
         self._listed_at = 0.0
         self._runs: dict[str, Run] = {}
+        self._access: contextlib.AbstractContextManager = contextlib.nullcontext()
         if self.url.startswith("clickhouse://"):
             _require_clickhouse_runs_table(self.url)
             self._backends = [("clickhouse", open_backend(self.url))]
+            # a clickhouse_driver connection runs one query at a time
+            self._access = threading.RLock()
         else:
             zarr = open_backend(f"zarr+{self.url}", storage_options, read_only=True)
             location = zarr.location
@@ -51,6 +55,11 @@ class RunSource:
                 raise RunNotFoundError(f"No directory at {location}.")
             parquet = open_backend(f"parquet+{self.url}", storage_options, read_only=True)
             self._backends = [("zarr", zarr), ("parquet", parquet)]
+
+    def access(self) -> contextlib.AbstractContextManager:
+        """Held around each request's reads: one at a time where the backend's connections
+        cannot be shared between threads (ClickHouse), no waiting elsewhere."""
+        return self._access
 
     def entries(self, max_age: float = LISTING_TTL) -> list[RunEntry]:
         """The runs, oldest first (listed again when the last listing is older than max_age)."""
