@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ..copying import export_archive
 from ..core import Run
 from ..errors import MCBackendError, RunNotFoundError
-from .describe import plottable, run_metadata, run_size
+from .describe import RunSizes, plottable, run_metadata
 from .diagnostics import Diagnostics
 from .plots import SeriesCache, densities, markers, minmax_trace, rank_histograms
 from .progress import RunProgress
@@ -55,6 +55,7 @@ class Viewer:
         self._progress: dict[str, RunProgress] = {}
         self._diagnostics: dict[str, Diagnostics] = {}
         self.series = SeriesCache()
+        self.size = RunSizes()
 
     def progress(self, rid: str) -> RunProgress:
         run = self.source.run(rid)
@@ -116,7 +117,7 @@ def _run_row(viewer: Viewer, rid: str, created_at, fmt: str) -> dict[str, Any]:
             for c in progress["chains"]
         ],
         "variables": [v["name"] for v in meta["variables"]],
-        "size": run_size(run),
+        "size": viewer.size(run),
         "state": progress["state"],
         "writing": progress["writing"],
     }
@@ -126,7 +127,7 @@ def _run_row(viewer: Viewer, rid: str, created_at, fmt: str) -> dict[str, Any]:
 def run_info(viewer: Viewer, request: Request) -> dict[str, Any]:
     entry = viewer.source.entry(request.path_params["rid"])
     run = viewer.source.run(entry.rid)
-    return {**run_metadata(run, entry.created_at, entry.format), "size": run_size(run)}
+    return {**run_metadata(run, entry.created_at, entry.format), "size": viewer.size(run)}
 
 
 @_json_errors

@@ -14,15 +14,13 @@ from ..inferencedata import attributes_to_python
 from ..meta import Variable
 from .plots import element_labels
 
-__all__ = ["run_metadata", "run_size", "plottable", "to_json_value", "SAMPLER_KEYS"]
+__all__ = ["RunSizes", "run_metadata", "plottable", "to_json_value", "SAMPLER_KEYS"]
 
 #: Attributes shown as the sampler's settings (PyMC records these; others may too).
 SAMPLER_KEYS = ("sampler", "inference_library", "tune", "draws", "chains", "cores")
 #: Seconds a run's measured size is reused.
 SIZE_TTL = 10.0
 MAX_COORD_VALUES = 200
-
-_sizes: dict[str, tuple[float, int | None]] = {}
 
 
 def plottable(var: Variable) -> bool:
@@ -69,15 +67,19 @@ def _variable(var: Variable, coords: dict[str, np.ndarray], group: str) -> dict[
     }
 
 
-def run_size(run: Run) -> int | None:
-    """Bytes the run takes on storage (None where the backend cannot tell); measured at most
-    every SIZE_TTL seconds per run."""
-    at, size = _sizes.get(run.meta.rid, (-math.inf, None))
-    if time.monotonic() - at < SIZE_TTL:
+class RunSizes:
+    """Bytes each run takes on storage (None where the backend cannot tell), measured at most
+    every SIZE_TTL seconds per run: listing a large S3 run is not free."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, tuple[float, int | None]] = {}
+
+    def __call__(self, run: Run) -> int | None:
+        at, size = self._sizes.get(run.meta.rid, (-math.inf, None))
+        if time.monotonic() - at >= SIZE_TTL:
+            size = _measure(run)
+            self._sizes[run.meta.rid] = (time.monotonic(), size)
         return size
-    size = _measure(run)
-    _sizes[run.meta.rid] = (time.monotonic(), size)
-    return size
 
 
 def _measure(run: Run) -> int | None:
