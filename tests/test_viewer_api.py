@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -227,14 +228,15 @@ def test_runs_on_s3(s3_options, s3_bucket):
 def test_runs_in_clickhouse(clickhouse_database):
     url = f"clickhouse://127.0.0.1:9000/{clickhouse_database}"
     backend = mcb.open_backend(url)
-    write_run(backend, "ch-run")
+    rid = f"viewer_{uuid.uuid4().hex[:8]}"  # the database is shared with other tests
+    write_run(backend, rid)
     with running_viewer(url) as base:
-        check_run_api(base, "ch-run", backend.get_run("ch-run"), 2)
-        status, body, _ = get(base, "/api/runs/ch-run_chain_0")
+        check_run_api(base, rid, backend.get_run(rid), 2)
+        status, body, _ = get(base, f"/api/runs/{rid}_chain_0")
         assert status == 404
         # the page polls in parallel: every answer comes back whole
         paths = ["/api/runs", "/progress", "/draws?var=mu", "/diagnostics", ""] * 4
-        paths = [p if p.startswith("/api") else f"/api/runs/ch-run{p}" for p in paths]
+        paths = [p if p.startswith("/api") else f"/api/runs/{rid}{p}" for p in paths]
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda p: get(base, p)[0], paths))
         assert statuses == [200] * len(paths)
