@@ -219,9 +219,13 @@ def test_runs_on_s3(s3_options, s3_bucket):
     write_run(mcb.ZarrBackend(root, s3_options), "s3-zarr")
     write_run(mcb.ParquetBackend(root, s3_options), "s3-parquet")
     with running_viewer(root, s3_options) as base:
-        for rid in ["s3-zarr", "s3-parquet"]:
-            check_run_api(base, rid, mcb.open_run(f"{root}/{rid}", s3_options), 2)
+        check_run_api(base, "s3-zarr", mcb.open_run(f"{root}/s3-zarr", s3_options), 2)
         assert get_json(base, "/api/runs/s3-zarr")["size"] > 0
+        parquet = get_json(base, "/api/runs/s3-parquet/progress")["chains"]
+        assert [(c["warmup"], c["posterior"]) for c in parquet] == [(TUNE, DRAWS)] * 2
+        trace = get_json(base, "/api/runs/s3-parquet/draws?var=theta&element=1")["traces"][1]
+        expected = mcb.open_run(f"{root}/s3-parquet", s3_options).get_chains()[1]
+        assert trace["y"] == pytest.approx(expected.get_draws("theta")[:, 1], rel=1e-5)
 
 
 @pytest.mark.clickhouse

@@ -41,7 +41,13 @@ def serve(
             UserWarning,
             stacklevel=2,
         )
-    config = uvicorn.Config(create_app(source), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(source),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,  # open pages keep polling: do not wait for them
+    )
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
     echo(f"mcbackend viewer serving {url} at http://{shown}:{port}/ (Ctrl+C stops it)")
