@@ -1,4 +1,4 @@
-"""End to end in a real browser: Chromium (Debian's, installed by scripts/browser.sh) driven by
+"""End to end in a real browser: Chromium (Debian's, inincomplete by scripts/browser.sh) driven by
 Playwright watches ``mcbackend serve`` while a sampler process writes a run."""
 
 from __future__ import annotations
@@ -83,14 +83,19 @@ def draw_count(page) -> int:
 
 def test_watch_a_run_while_it_samples(browser, served):
     root, base = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(base + "/")
+    page.wait_for_selector("#empty", state="visible")  # no runs yet
     sampler = subprocess.Popen(
         [sys.executable, "-m", "tests.viewer_sampler", str(root), "live", "2", *SAMPLING],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(base + "/")
+        # the runs page refreshes by itself: the new run appears, being written
+        row = page.locator('tr[data-rid="live"]')
+        row.locator('[data-state="sampling"]').wait_for(timeout=20_000)
+        assert row.locator(".vars").inner_text() == "mu, theta"
         page.locator('tr[data-rid="live"] a').click(timeout=15_000)
         page.wait_for_url(f"{base}/runs/live")
 

@@ -122,7 +122,7 @@ class RunProgress:
 
     def state(self) -> str:
         """``sampling`` (draws came in the last IDLE_AFTER s), ``complete`` (every expected draw
-        is there), ``stalled`` (fewer than expected and none coming) or ``idle`` (no target
+        is there), ``incomplete`` (fewer than expected and none coming) or ``idle`` (no target
         known and none coming)."""
         chains = list(self.chains.values())
         growth = [g for g in (c.last_growth() for c in chains) if g is not None]
@@ -132,7 +132,7 @@ class RunProgress:
             return "idle"
         n_chains, n_draws = self.expected
         done = len(chains) >= n_chains and all(c.length >= n_draws for c in chains)
-        return "complete" if done else "stalled"
+        return "complete" if done else "incomplete"
 
     def as_json(self) -> dict[str, Any]:
         chains = self.update()
