@@ -80,8 +80,10 @@ def check_run_api(base: str, rid: str, run: mcb.Run, chains: int) -> None:
     assert theta["elements"] == ["[A]", "[B]", "[C]"] and theta["dims"] == ["school"]
 
     progress = get_json(base, f"/api/runs/{rid}/progress")
-    divergent = sum(1 for i in range(TUNE + DRAWS) if i % 37 == 5)
-    assert [c["divergences"] for c in progress["chains"]] == [divergent] * chains
+    divergent = [i for i in range(TUNE + DRAWS) if i % 37 == 5]
+    after_warmup = sum(i >= TUNE for i in divergent)
+    assert [c["divergences"] for c in progress["chains"]] == [after_warmup] * chains
+    assert [c["warmup_divergences"] for c in progress["chains"]] == [1] * chains
     assert all(c["in_warmup"] is False for c in progress["chains"])
 
     draws = get_json(base, f"/api/runs/{rid}/draws?var=theta&element=2&points=60")
@@ -190,7 +192,8 @@ def test_growing_run_shows_new_draws_and_sampling(tmp_path):
             "posterior": 0,
             "in_warmup": True,
             "draws_per_second": 0,
-            "divergences": 1,
+            "divergences": 0,
+            "warmup_divergences": 1,
         }
         assert get_json(base, "/api/runs/live/diagnostics")["rows"] == []
         add(30, 50)

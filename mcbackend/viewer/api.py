@@ -28,7 +28,8 @@ from starlette.routing import Route
 from ..copying import export_archive
 from ..core import Run
 from ..errors import MCBackendError, RunNotFoundError
-from .describe import RunSizes, plottable, run_metadata
+from ..inferencedata import attributes_to_python
+from .describe import RunSizes, plottable, run_metadata, to_json_value
 from .diagnostics import Diagnostics
 from .plots import SeriesCache, densities, markers, minmax_trace, rank_histograms
 from .progress import RunProgress
@@ -105,18 +106,18 @@ def list_runs(viewer: Viewer, request: Request) -> dict[str, Any]:
 def _run_row(viewer: Viewer, rid: str, created_at, fmt: str) -> dict[str, Any]:
     run = viewer.source.run(rid)
     progress = viewer.progress(rid).as_json()
-    meta = run_metadata(run, created_at, fmt)
+    attrs = attributes_to_python(run.meta.attributes)
     return {
         "rid": rid,
-        "created_at": meta["created_at"],
+        "created_at": created_at.isoformat() if created_at else None,
         "format": fmt,
-        "sampler": meta["sampler"].get("sampler") or meta["sampler"].get("inference_library"),
+        "sampler": to_json_value(attrs.get("sampler") or attrs.get("inference_library")),
         "chains": len(progress["chains"]),
         "draws": [
             {"chain": c["chain"], "warmup": c["warmup"], "posterior": c["posterior"]}
             for c in progress["chains"]
         ],
-        "variables": [v["name"] for v in meta["variables"]],
+        "variables": [v.name for v in run.meta.variables],
         "size": viewer.size(run),
         "state": progress["state"],
         "writing": progress["writing"],

@@ -65,7 +65,8 @@ class ChainProgress:
 
     @property
     def divergences(self) -> int:
-        return len(self.divergent)
+        """Divergent draws after warm-up (what PyMC warns about; warm-up ones are expected)."""
+        return int(np.count_nonzero(self.divergent >= self.warmup)) if self.warmup_done else 0
 
     @property
     def posterior(self) -> int:
@@ -97,6 +98,7 @@ class ChainProgress:
             "in_warmup": not self.warmup_done,
             "draws_per_second": round(self.draws_per_second(), 2),
             "divergences": self.divergences,
+            "warmup_divergences": len(self.divergent) - self.divergences,
         }
 
 

@@ -158,7 +158,8 @@ function renderProgress(progress) {
       h("td", {}, h("i", {class: "swatch", style: `background:${chainColor(c.chain)}`}), ` ${c.chain}`),
       h("td", {class: "num draws"}, c.draws), h("td", {class: "num"}, c.warmup), h("td", {class: "num"}, c.posterior),
       h("td", {class: "num"}, c.draws_per_second ? c.draws_per_second.toFixed(1) : "–"),
-      h("td", {class: c.divergences ? "num bad" : "num"}, c.divergences),
+      h("td", {class: c.divergences ? "num bad" : "num", title: `${c.warmup_divergences} more during warm-up`},
+        c.divergences, h("span", {class: "muted"}, c.warmup_divergences ? ` (+${c.warmup_divergences} warm-up)` : "")),
       h("td", {class: "progress-cell"}, bar, expected ? ` ${Math.round(share * 100)}%` : "")));
   }
   const state = document.getElementById("state");
