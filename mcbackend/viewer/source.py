@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core import Backend, Run
 from ..errors import RunNotFoundError
-from ..urls import open_backend
+from ..urls import open_backend, url_owner
 
 __all__ = ["RunEntry", "RunSource"]
 
@@ -33,8 +33,8 @@ class RunEntry:
 
 
 class RunSource:
-    """Every run under ``url``: a directory (local or fsspec, Zarr and Parquet runs side by
-    side) or ``clickhouse://host:port/database``."""
+    """Every run under ``url``: a directory (local or fsspec, runs of every file format side
+    by side) or a backend's own root URL such as ``clickhouse://host:port/database``."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = str(url)
@@ -43,18 +43,21 @@ class RunSource:
         self._listed_at = 0.0
         self._runs: dict[str, Run] = {}
         self._access: contextlib.AbstractContextManager = contextlib.nullcontext()
-        if self.url.startswith("clickhouse://"):
+        owner = url_owner(self.url)
+        if owner == "clickhouse":
             _require_clickhouse_runs_table(self.url)
-            self._backends = [("clickhouse", open_backend(self.url))]
             # a clickhouse_driver connection runs one query at a time
             self._access = threading.RLock()
-        else:
-            zarr = open_backend(f"zarr+{self.url}", storage_options, read_only=True)
-            location = zarr.location
+        if owner is not None:  # a backend with URLs of its own
+            self._backends = [(owner, open_backend(self.url, storage_options))]
+        else:  # a directory: runs of every file format side by side
+            self._backends = [
+                (fmt, open_backend(f"{fmt}+{self.url}", storage_options, read_only=True))
+                for fmt in file_formats()
+            ]
+            location = self._backends[0][1].location
             if not location.fs.isdir(location.path):
                 raise RunNotFoundError(f"No directory at {location}.")
-            parquet = open_backend(f"parquet+{self.url}", storage_options, read_only=True)
-            self._backends = [("zarr", zarr), ("parquet", parquet)]
 
     def access(self) -> contextlib.AbstractContextManager:
         """Held around each request's reads: one at a time where the backend's connections
@@ -93,6 +96,16 @@ class RunSource:
             if rid not in self._runs:
                 self._runs[rid] = entry.backend.get_run(rid)
             return self._runs[rid]
+
+
+def file_formats() -> list[str]:
+    """The registered formats that store runs as directories (Zarr, Parquet, plug-ins)."""
+    from .. import registry
+    from ..files import FileBackend
+
+    return [
+        f for f in registry.format_names() if issubclass(registry.backend_class(f), FileBackend)
+    ]
 
 
 def _utc(value: Any) -> datetime.datetime | None:
