@@ -7,7 +7,7 @@ then reopen a run from its URL and read it lazily as ArviZ data.
 from importlib import import_module
 from typing import Any
 
-from . import npproto
+from . import _betterproto, npproto  # noqa: F401  (_betterproto first: before any message)
 from .backends import null, numpy
 from .backends.null import NullBackend, NullChain, NullRun
 from .backends.numpy import NumPyBackend, NumPyChain, NumPyRun
