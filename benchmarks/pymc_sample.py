@@ -26,6 +26,7 @@ drifts of a shared machine cancel. Targets (issue #14): TraceBackend(Zarr/Parque
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import statistics
 import tempfile
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--no-bare", action="store_true", help="only through TraceBackend")
     parser.add_argument("--quick", action="store_true", help="one round, a fifth of the draws")
     args = parser.parse_args()
+    logging.getLogger("pymc").setLevel(logging.WARNING)  # its progress lines, per run
     scale = 0.2 if args.quick else 1.0
     repeat = 1 if args.quick else args.repeat
     workdir = tempfile.mkdtemp(prefix="mcbackend-pymc-bench-")
