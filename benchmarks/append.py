@@ -402,7 +402,7 @@ def report(
     header = (
         f"{'backend':24s} {'draws/s':>9s} {'MiB/s':>7s} {'/numpy':>7s} {'/files':>7s}"
         f" {'/fsync':>7s} {'/codec':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'>5ms':>5s}"
-        f" {'files/MiB':>9s}  raw draws/s per round"
+        f" {'files/MiB':>9s} {'size':>6s}  raw draws/s per round"
     )
     print(header)
     for label, ms in results.items():
@@ -424,12 +424,14 @@ def backend_line(label, ms, workload, ref_rates, numpy_rate) -> str:
     slow = statistics.median(int((m.latencies_ms > 5).sum()) for m in ms)  # per round
     files = ms[0].files
     per_mib = f"{files / workload.mib:9.2f}" if files is not None else f"{'-':>9s}"
+    stored = ms[0].stored_bytes
+    size = f"{stored / 2**20 / workload.mib:6.2f}" if stored is not None else f"{'-':>6s}"
     return (
         f"{label:24s} {rate:9.0f} {mib_rate:7.1f}"
         f" {ratio(rate, numpy_rate):>7s} {ratio(mib_rate, ref_rates['files']):>7s}"
         f" {ratio(mib_rate, ref_rates['files+fsync']):>7s}"
         f" {ratio(mib_rate, ref_rates.get(codec or '', 0.0)):>7s}"
-        f" {p50:7.3f} {p99:7.3f} {lat.max():7.1f} {slow:5.0f} {per_mib}  {fmt_raw(rates)}"
+        f" {p50:7.3f} {p99:7.3f} {lat.max():7.1f} {slow:5.0f} {per_mib} {size}  {fmt_raw(rates)}"
     )
 
 
@@ -480,7 +482,8 @@ Columns: draws/s and MiB/s of appending and closing (median of rounds); /numpy, 
 /fsync, /codec: that rate over NumPyBackend's, over writing the same bytes to 4 MiB files
 (page cache; one fsync per file at the end) and over the format's default codec on one thread;
 p50/p99: per-append latency (median over rounds), max: worst append of all rounds, >5ms:
-appends slower than 5 ms per round; files/MiB: files written per MiB of draws (local)."""
+appends slower than 5 ms per round; files/MiB: files written per MiB of draws, size: bytes
+stored over bytes of draws (local)."""
 
 
 def describe_machine(scratch: str) -> str:
