@@ -40,6 +40,8 @@ def thread_group(name: str) -> str:
         return "sampler (main)"
     if "mcbackend-write" in name:
         return "write pool"
+    if "idle-flush" in name:
+        return "other"  # sleeps until a chain idles
     if "mcbackend-" in name:
         return "flush thread"
     return "other"
