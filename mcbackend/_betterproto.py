@@ -58,8 +58,14 @@ def import_betterproto2() -> ModuleType:
     sys.modules["pydantic"] = None  # type: ignore[assignment]  # makes `import pydantic` fail
     try:
         import betterproto2
+    except ImportError:
+        betterproto2 = None  # a betterproto2 that needs pydantic
     finally:
         del sys.modules["pydantic"]
+    if betterproto2 is None:
+        import betterproto2
+
+        return betterproto2
     if getattr(betterproto2, "pydantic", object()) is None:  # the layout this module knows
         betterproto2.pydantic = _PydanticWhenImported(betterproto2, "pydantic")
         betterproto2.pydantic_core = _PydanticWhenImported(betterproto2, "pydantic_core")
