@@ -24,7 +24,7 @@ RATE = 200  # samples per second
 
 # The first activity with a frame in the stack wins.
 ACTIVITIES = [
-    ("wait: previous flush", ["_wait_for_background"]),
+    ("wait: previous flush", ["_wait_for_background", "_make_room", "_collect_oldest"]),
     ("wait: write pool", ["Future.result", "Condition.wait", "Semaphore.acquire"]),
     ("encode", ["Compression.encode", "_parquet_bytes", "ParquetWriter", "crc32c", "numcodecs"]),
     ("metadata (json)", ["document", "json", "chain_document"]),
