@@ -5,7 +5,8 @@ then reopen a run from its URL and read it lazily as ArviZ data.
 """
 
 from importlib import import_module
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from . import _betterproto, npproto  # noqa: F401  (_betterproto first: before any message)
 from .backends import null, numpy
@@ -24,7 +25,17 @@ from .errors import (
 )
 from .meta import ChainMeta, Coordinate, DataVariable, ExtendedValue, RunMeta, Variable
 
-__version__ = "0.6.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = version("mcbackend")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:  # what type checkers see of the names below, which load on first use
+    from ._copying import copy_run
+    from .backends.clickhouse import ClickHouseBackend, ClickHouseChain, ClickHouseRun
+    from .backends.parquet import ParquetBackend, ParquetChain, ParquetRun
+    from .backends.zarr import ZarrBackend, ZarrChain, ZarrRun
+    from .urls import open_backend, open_run
 
 # Backends with optional dependencies load on first use.
 _LAZY = {
@@ -39,14 +50,16 @@ _LAZY = {
     "ClickHouseChain": "mcbackend.backends.clickhouse",
     "open_run": "mcbackend.urls",
     "open_backend": "mcbackend.urls",
-    "copy_run": "mcbackend.copying",
+    "copy_run": "mcbackend._copying",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mcbackend' has no attribute {name!r}")
+if not TYPE_CHECKING:  # hidden from type checkers, so they flag misspelled names
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY:
+            return getattr(import_module(_LAZY[name]), name)
+        raise AttributeError(f"module 'mcbackend' has no attribute {name!r}")
 
 
 __all__ = [
@@ -54,6 +67,9 @@ __all__ = [
     "Chain",
     "ChainLockedError",
     "ChainMeta",
+    "ClickHouseBackend",
+    "ClickHouseChain",
+    "ClickHouseRun",
     "Coordinate",
     "CorruptRunError",
     "DataVariable",
@@ -67,14 +83,22 @@ __all__ = [
     "NumPyBackend",
     "NumPyChain",
     "NumPyRun",
+    "ParquetBackend",
+    "ParquetChain",
+    "ParquetRun",
     "ReadOnlyError",
     "Run",
     "RunExistsError",
     "RunMeta",
     "RunNotFoundError",
     "Variable",
+    "ZarrBackend",
+    "ZarrChain",
+    "ZarrRun",
+    "copy_run",
     "npproto",
     "null",
     "numpy",
-    *_LAZY,
+    "open_backend",
+    "open_run",
 ]

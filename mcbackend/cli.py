@@ -119,7 +119,7 @@ def list_command(root: str, options: str | None) -> None:
 @_friendly_errors
 def info(url: str, options: str | None) -> None:
     """Metadata, variables, chain lengths and size on storage of the run at URL."""
-    from .inferencedata import attributes_to_python
+    from ._inferencedata import attributes_to_python
 
     run = open_any_run(url, _storage_options(options))
     click.echo(f"run:      {run.meta.rid}")
@@ -175,7 +175,7 @@ def copy(
     DESTINATION is ``zarr+URL`` or ``parquet+URL`` (plain URLs mean Zarr) or
     ``clickhouse://host:port/database``.
     """
-    from .copying import copy_run
+    from ._copying import copy_run
 
     run = open_any_run(source, _storage_options(options))
     dest_opts = (
@@ -199,7 +199,7 @@ def copy(
 def export(url: str, archive: str, options: str | None, fmt: str) -> None:
     """Write the run at URL into one zip ARCHIVE that open_run("zip://<rid>::ARCHIVE") or
     this tool (``mcbackend info ARCHIVE``) open."""
-    from .copying import export_archive
+    from ._copying import export_archive
 
     if not archive.endswith(".zip"):
         raise click.BadParameter("the archive name must end in .zip", param_hint="ARCHIVE")

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ._validation import VariableSpec
 from .columns import as_object_array
-from .validation import VariableSpec
 
 __all__ = [
     "ColumnMapping",

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .validation import VariableSpec
+from ._validation import VariableSpec
 
 __all__ = ["ColumnStore", "as_object_array"]
 

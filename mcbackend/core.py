@@ -6,17 +6,16 @@ input before any backend sees it, so bad input never reaches (or corrupts) store
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._validation import VariableSpec, specs_by_name
 from .codec import Section
 from .errors import RunExistsError
 from .meta import ChainMeta, RunMeta, Variable
 from .npproto.utils import ndarray_to_numpy
-from .validation import VariableSpec, specs_by_name
 
 if TYPE_CHECKING:
     import xarray
@@ -26,13 +25,12 @@ __all__ = [
     "Chain",
     "Run",
     "RunExistsError",
+    "VariableSpec",
     "chain_id",
     "is_rigid",
     "positions",
     "read_positions",
 ]
-
-_log = logging.getLogger(__name__)
 
 
 def is_rigid(shape: Sequence[int] | None) -> bool:
@@ -291,7 +289,7 @@ class Run:
         Chains of uneven length are truncated to the shortest, or refused when
         ``equalize_chain_lengths=False``.
         """
-        from .inferencedata import run_to_datatree
+        from ._inferencedata import run_to_datatree
 
         return run_to_datatree(self, equalize_chain_lengths=equalize_chain_lengths)
 
@@ -304,7 +302,7 @@ class Backend:
 
     def init_run(self, meta: RunMeta) -> Run:
         """Register a new run; a run id already in use is refused."""
-        from .validation import validate_run_meta
+        from ._validation import validate_run_meta
 
         if self.closed:
             raise RuntimeError(f"{self!r} is closed; create a new backend to store more runs.")

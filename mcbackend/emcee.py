@@ -18,8 +18,8 @@ from typing import Any
 import hagelkorn
 import numpy as np
 
+from ._inferencedata import python_to_extended_value
 from .core import Backend, Chain, Run
-from .inferencedata import python_to_extended_value
 from .meta import Coordinate, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
 

@@ -34,12 +34,12 @@ from pymc.util import is_transformed_name
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant
 
+from ._inferencedata import python_to_extended_value
+from ._validation import VariableSpec
 from .core import Backend, Chain, Run
 from .deprecation import RenamedAttribute
-from .inferencedata import python_to_extended_value
 from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
-from .validation import VariableSpec
 
 __all__ = ["TraceBackend"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mcbackend as mcb
-from mcbackend.inferencedata import extended_value_to_python, python_to_extended_value
+from mcbackend._inferencedata import extended_value_to_python, python_to_extended_value
 from mcbackend.npproto import Ndarray
 from mcbackend.npproto.utils import ndarray_from_numpy, ndarray_to_numpy
 

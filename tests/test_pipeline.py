@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+from mcbackend._validation import VariableSpec
 from mcbackend.files import DrawBuffer, WriteFailed, WritePipeline
-from mcbackend.validation import VariableSpec
 
 
 def buffer_of(values: list[float]) -> DrawBuffer:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import mcbackend as mcb
-from mcbackend.inferencedata import python_to_extended_value
+from mcbackend._inferencedata import python_to_extended_value
 from mcbackend.meta import Coordinate, RunMeta, Variable
 from mcbackend.npproto.utils import ndarray_from_numpy
 

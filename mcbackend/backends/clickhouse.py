@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,16 +26,14 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from .. import codec
+from .._validation import VariableSpec
 from ..columns import as_object_array
 from ..core import Backend, Chain, Run, positions, read_positions
 from ..deprecation import renamed
 from ..errors import RunExistsError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
-from ..validation import VariableSpec
 
 __all__ = ["ClickHouseBackend", "ClickHouseChain", "ClickHouseRun", "quote_identifier"]
-
-_log = logging.getLogger(__name__)
 
 _INT_TYPES = {
     "int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64",

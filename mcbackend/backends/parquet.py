@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._validation import VariableSpec
 from ..codec import (
     ColumnMapping,
     Ragged,
@@ -47,7 +48,6 @@ from ..codec import (
 )
 from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
 from ..meta import ChainMeta, RunMeta, Variable
-from ..validation import VariableSpec
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ParquetBackend", "ParquetChain", "ParquetRun"]
 

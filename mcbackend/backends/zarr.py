@@ -26,11 +26,11 @@ import zarr
 import zarr.storage
 from zarr.core.sync import sync
 
+from .._validation import VariableSpec
 from ..codec import Ragged, Section, encode_name, ragged_draws, shape_offsets, str_array, str_draws
 from ..errors import CorruptRunError
 from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
 from ..meta import ChainMeta, RunMeta, Variable
-from ..validation import VariableSpec
 from ..zarrio import ArrayAppender, Compression, group_document
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ZarrBackend", "ZarrChain", "ZarrRun"]

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import VariableSpec
 from ..codec import Section
 from ..columns import ColumnStore
 from ..meta import RunMeta
-from ..validation import VariableSpec
 
 __all__ = ["DrawBuffer", "auto_flush_every"]
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._validation import VariableSpec
 from ..codec import Section
 from ..columns import as_object_array
 from ..core import Chain, positions, read_positions
 from ..errors import FlushError, ReadOnlyError
 from ..meta import ChainMeta
-from ..validation import VariableSpec
 from . import flusher
 from .buffer import DrawBuffer
 from .pipeline import WriteFailed, WritePipeline

@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..copying import export_archive
+from .._copying import export_archive
+from .._inferencedata import attributes_to_python
 from ..core import Run
 from ..errors import MCBackendError, RunNotFoundError
-from ..inferencedata import attributes_to_python
 from .describe import RunSizes, plottable, run_metadata, to_json_value
 from .diagnostics import Diagnostics
 from .plots import SeriesCache, densities, markers, minmax_trace, rank_histograms

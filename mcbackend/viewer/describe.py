@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .._inferencedata import attributes_to_python
 from ..core import Run
-from ..inferencedata import attributes_to_python
 from ..meta import Variable
 from .plots import element_labels
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._inferencedata import _warmup_split, find_warmup_stat, tree_name
+from .._validation import VariableSpec, specs_by_name
 from ..core import Chain, Run
-from ..inferencedata import _warmup_split, find_warmup_stat, tree_name
-from ..validation import VariableSpec, specs_by_name
 from .plots import BLOCK_BYTES
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .._inferencedata import attributes_to_python, find_warmup_stat
 from ..core import Chain, Run
-from ..inferencedata import attributes_to_python, find_warmup_stat
 
 __all__ = ["ChainProgress", "RunProgress", "divergence_stat"]
 

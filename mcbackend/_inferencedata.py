@@ -19,9 +19,9 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 from xarray.core.indexing import LazilyIndexedArray
 
+from ._validation import VariableSpec, specs_by_name
 from .codec import Section
 from .npproto.utils import ndarray_to_numpy
-from .validation import VariableSpec, specs_by_name
 
 if TYPE_CHECKING:
     from .core import Chain, Run
