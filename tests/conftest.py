@@ -8,6 +8,9 @@ import uuid
 
 import pytest
 
+# The conformance suite lives in the package: let pytest explain its failed asserts.
+pytest.register_assert_rewrite("mcbackend.testing")
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -12,8 +12,8 @@ clickhouse_driver = pytest.importorskip("clickhouse_driver")
 import mcbackend as mcb  # noqa: E402
 from mcbackend.backends.clickhouse import quote_identifier  # noqa: E402
 from mcbackend.meta import RunMeta, Variable  # noqa: E402
+from mcbackend.testing import BackendConformance, make_meta, random_draws  # noqa: E402
 
-from .conformance import BackendConformance, make_meta, random_draws  # noqa: E402
 from .conftest import CLICKHOUSE_HOST as HOST  # noqa: E402
 
 

@@ -3,8 +3,7 @@ import pytest
 
 import mcbackend as mcb
 from mcbackend.meta import Variable
-
-from .conformance import BackendConformance, make_meta, random_draws
+from mcbackend.testing import BackendConformance, make_meta, random_draws
 
 
 class TestNumPyBackend(BackendConformance):

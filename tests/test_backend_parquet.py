@@ -5,8 +5,7 @@ pa = pytest.importorskip("pyarrow")
 
 import mcbackend as mcb  # noqa: E402
 from mcbackend.meta import Variable  # noqa: E402
-
-from .conformance import BackendConformance, make_meta, random_draws  # noqa: E402
+from mcbackend.testing import BackendConformance, make_meta, random_draws  # noqa: E402
 
 
 class TestParquetLocal(BackendConformance):

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 import mcbackend as mcb
-
-from .conformance import BackendConformance
+from mcbackend.testing import BackendConformance
 
 
 class TestZarrLocal(BackendConformance):

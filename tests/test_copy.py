@@ -7,8 +7,7 @@ import pytest
 
 import mcbackend as mcb
 from mcbackend.meta import Variable
-
-from .conformance import NUMERIC_DTYPES, assert_values_equal, make_meta, random_draws
+from mcbackend.testing import NUMERIC_DTYPES, assert_values_equal, make_meta, random_draws
 
 VARIABLES = [Variable(f"v_{dt}", dt, [2]) for dt in NUMERIC_DTYPES] + [
     Variable("word", "str", []),

@@ -16,8 +16,8 @@ import pytest
 import mcbackend as mcb
 from mcbackend.errors import CorruptRunError, FlushError, RunNotFoundError
 from mcbackend.meta import Variable
+from mcbackend.testing import assert_values_equal, make_meta, random_draws
 
-from .conformance import assert_values_equal, make_meta, random_draws
 from .writer_process import expected_draw
 
 FORMATS = ["zarr", "parquet"]

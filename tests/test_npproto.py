@@ -7,8 +7,7 @@ import mcbackend as mcb
 from mcbackend._inferencedata import extended_value_to_python, python_to_extended_value
 from mcbackend.npproto import Ndarray
 from mcbackend.npproto.utils import ndarray_from_numpy, ndarray_to_numpy
-
-from .conformance import NUMERIC_DTYPES
+from mcbackend.testing import NUMERIC_DTYPES
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,23 @@
-"""The shared conformance suite: every backend's test module subclasses ``BackendConformance``.
+"""The conformance suite every mcbackend backend passes: subclass it to test your own.
 
-A subclass provides the ``backend`` fixture; it may override ``reopen`` to read a run back
-through storage (a fresh handle) instead of the handle that wrote it.
+``BackendConformance`` holds pytest tests of the behaviour ``mcbackend.core`` promises (exact
+dtypes and shapes, dynamic shapes and strings, slicing, stats a sampler leaves out, bad input
+refused with nothing lost, metadata surviving, ArviZ conversion). A backend's test module
+subclasses it and provides the ``backend`` fixture; it may override ``reopen`` to read a run
+back through storage (a fresh handle) and ``finish`` to make written draws durable::
+
+    import pytest
+    from mcbackend.testing import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        def backend(self, tmp_path):
+            return MyBackend(tmp_path)
+
+The helpers (``make_meta``, ``random_draws``, ``assert_values_equal``, ...) are usable on their
+own. Importing this module needs pytest; ``import mcbackend`` does not. For pytest's detailed
+assertion messages, call ``pytest.register_assert_rewrite("mcbackend.testing")`` in a
+``conftest.py`` before the import.
 """
 
 from __future__ import annotations
@@ -9,11 +25,26 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
+
+try:
+    import pytest
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("mcbackend.testing needs pytest: pip install pytest") from error
 
 import mcbackend as mcb
 from mcbackend.meta import Coordinate, DataVariable, RunMeta, Variable
 from mcbackend.npproto.utils import ndarray_from_numpy
+
+__all__ = [
+    "NUMERIC_DTYPES",
+    "SLICES",
+    "BackendConformance",
+    "assert_values_equal",
+    "make_meta",
+    "new_rid",
+    "random_draws",
+    "random_value",
+]
 
 NUMERIC_DTYPES = [
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -24,6 +55,7 @@ _counter = iter(range(10**9))
 
 
 def new_rid(prefix: str = "run") -> str:
+    """A run id unique within the process (and random across processes)."""
     return f"{prefix}{next(_counter)}_{np.random.randint(10**9)}"
 
 
@@ -32,6 +64,7 @@ def make_meta(
     sample_stats: list[Variable] | None = None,
     **kwargs,
 ) -> RunMeta:
+    """A ``RunMeta`` with a fresh run id."""
     return RunMeta(rid=new_rid(), variables=variables, sample_stats=sample_stats or [], **kwargs)
 
 
@@ -56,6 +89,7 @@ def random_value(var: Variable, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_draws(variables: list[Variable], n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``n`` draws of random values for ``variables`` (reproducible by ``seed``)."""
     rng = np.random.default_rng(seed)
     return [{v.name: random_value(v, rng) for v in variables} for _ in range(n)]
 
