@@ -121,21 +121,21 @@ def _sampled_group(
     data_vars = {}
     n = min((s.stop - s.start for s in slices), default=0)
     for name, spec in specs.items():
+        values: LazilyIndexedArray | np.ndarray
         if spec.is_rigid:
             values = LazilyIndexedArray(
                 LazyDraws(chains, spec, [s.start for s in slices], n, section)
             )
             ndim = 2 + len(spec.shape)
         else:
-            values = np.empty((len(chains), n), dtype=object)
+            objects = np.empty((len(chains), n), dtype=object)
             for c, (chain, slc) in enumerate(zip(chains, slices)):
                 read = chain.get_stats if section is Section.STATS else chain.get_draws
-                values[c, :] = list(read(name, slc))
-            ndim = 2
+                objects[c, :] = list(read(name, slc))
+            values, ndim = objects, 2
         var_dims = ["chain", "draw", *_dims_of(name, ndim - 2, dims)]
         data_vars[tree_name(name)] = xr.Variable(var_dims, values)
-    ds = xr.Dataset(data_vars)
-    return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
+    return _with_coords(xr.Dataset(data_vars), coords)
 
 
 class LazyDraws(BackendArray):
@@ -202,8 +202,17 @@ def _dims_of(name: str, ndim: int, dims: Mapping[str, list[str]]) -> list[str]:
     return [f"{tree_name(name)}_dim_{i}" for i in range(ndim)]
 
 
-def _fits(dim: Any, coords: Mapping[str, np.ndarray], sizes: Mapping[Any, int]) -> bool:
-    return dim in coords and dim not in ("chain", "draw") and len(coords[dim]) == sizes[dim]
+def _with_coords(ds: xr.Dataset, coords: Mapping[str, np.ndarray]) -> xr.Dataset:
+    """``ds`` with the coordinates that label its dims (other than chain and draw) and fit."""
+    fitting = {
+        dim: coords[dim]
+        for dim, size in ds.sizes.items()
+        if isinstance(dim, str)
+        and dim in coords
+        and dim not in ("chain", "draw")
+        and len(coords[dim]) == size
+    }
+    return ds.assign_coords(fitting)
 
 
 def _data_group(
@@ -214,7 +223,7 @@ def _data_group(
     ds = xr.Dataset(
         {tree_name(n): xr.Variable(_dims_of(n, np.ndim(v), dims), v) for n, v in data.items()}
     )
-    return ds.assign_coords({d: coords[d] for d in ds.dims if _fits(d, coords, ds.sizes)})
+    return _with_coords(ds, coords)
 
 
 def attributes_to_python(attributes: Mapping[str, ExtendedValue]) -> dict[str, Any]:
@@ -224,7 +233,7 @@ def attributes_to_python(attributes: Mapping[str, ExtendedValue]) -> dict[str, A
 
 def extended_value_to_python(value: ExtendedValue) -> Any:
     kind, content = betterproto2.which_one_of(value, "kind")
-    if kind in ("", "null_value"):
+    if content is None or kind == "null_value":
         return None
     if kind == "timestamp_value":
         return content.isoformat()

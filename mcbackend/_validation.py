@@ -216,3 +216,6 @@ def validate_run_meta(meta: RunMeta) -> None:
                     f"but shape {list(var.shape)}."
                 )
         specs_by_name(group, kind)
+    for dvar in meta.data:
+        if dvar.value is None:
+            raise ValueError(f"The data variable {dvar.name!r} has no value.")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._validation import VariableSpec, specs_by_name
 from .codec import Section
-from .errors import RunExistsError
+from .errors import CorruptRunError, RunExistsError
 from .meta import ChainMeta, RunMeta, Variable
 from .npproto.utils import ndarray_to_numpy
 
@@ -275,11 +275,23 @@ class Run:
 
     @property
     def constant_data(self) -> dict[str, np.ndarray]:
-        return {d.name: ndarray_to_numpy(d.value) for d in self.meta.data if not d.is_observed}
+        return self._data(observed=False)
 
     @property
     def observed_data(self) -> dict[str, np.ndarray]:
-        return {d.name: ndarray_to_numpy(d.value) for d in self.meta.data if d.is_observed}
+        return self._data(observed=True)
+
+    def _data(self, *, observed: bool) -> dict[str, np.ndarray]:
+        values = {}
+        for dvar in self.meta.data:
+            if dvar.is_observed != observed:
+                continue
+            if dvar.value is None:  # init_run refuses such metadata: damaged storage
+                raise CorruptRunError(
+                    f"Data variable {dvar.name!r} of run {self.rid!r} has no value."
+                )
+            values[dvar.name] = ndarray_to_numpy(dvar.value)
+        return values
 
     def to_inferencedata(self, *, equalize_chain_lengths: bool = True) -> xarray.DataTree:
         """ArviZ 1.x data (an ``xarray.DataTree``) with posterior, sample_stats, warm-up groups,

@@ -15,10 +15,11 @@ import base64
 import contextlib
 import copy
 import datetime
+import inspect
 import pickle
 import platform
-import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -41,14 +42,14 @@ from .deprecation import RenamedAttribute
 from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
 
-__all__ = ["TraceBackend"]
+__all__ = ["PyMCVersionWarning", "TraceBackend"]
 
 _LIBRARIES = ("mcbackend", "pymc", "pytensor", "numpy", "arviz")
 
 
 @dataclass
 class _Sampling:
-    """What the calling ``pm.sample`` knows: found on the call stack, as PyMC passes no more."""
+    """What the calling ``pm.sample`` knows (``_pm_sample_settings``)."""
 
     model: Model
     step: Any = None
@@ -117,7 +118,7 @@ class TraceBackend(BaseTrace):
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | TraceBackend,
         *,
         run_id: str | None = None,
         verbose: bool = True,
@@ -128,13 +129,13 @@ class TraceBackend(BaseTrace):
             backend = backend.backend
         if not isinstance(backend, Backend):
             raise TypeError(f"Expected an mcbackend Backend, got {type(backend).__name__}.")
-        self.backend = backend
+        self.backend: Backend = backend
         self.verbose = verbose
         self.include_transformed = include_transformed
         self.name = None
         self.model = model
-        self.chain = None
-        self.sampler_vars = None
+        self.chain: int | None = None
+        self.sampler_vars: list[dict[str, Any]] | None = None
         self.varnames: list[str] = []
         self._is_base_setup = False
         self._shared = _Shared(run_id)
@@ -163,7 +164,7 @@ class TraceBackend(BaseTrace):
     # ---- recording ------------------------------------------------------------------------
 
     def setup(self, draws: int, chain: int, sampler_vars=None) -> None:
-        session = self._session_for(chain, sampler_vars)
+        session = self._session_for(draws, chain, sampler_vars)
         BaseTrace.__init__(
             self,
             model=session.model,
@@ -209,7 +210,7 @@ class TraceBackend(BaseTrace):
             return
         draws = {name: column[:n] for name, column in zip(self.varnames, self._draw_stage)}
         rows, self._stat_rows = self._stat_rows, []
-        self._chain.append_many(draws, self._stat_columns(rows))
+        self._recording().append_many(draws, self._stat_columns(rows))
 
     def _stat_columns(self, rows: list[tuple[list[dict], bool]]) -> dict[str, list]:
         """Staged stats by stored name. A stat a sampler declared but did not report in a draw
@@ -250,7 +251,7 @@ class TraceBackend(BaseTrace):
     def __len__(self) -> int:
         if self._window is not None:
             return len(self._window)
-        return len(self._chain) + self._staged if self._chain is not None else 0
+        return 0 if self._chain is None else len(self._chain) + self._staged
 
     def _draws(self, burn: int = 0, thin: int = 1) -> slice:
         window = self._shown()[burn::thin]
@@ -259,11 +260,11 @@ class TraceBackend(BaseTrace):
         return slice(window.start, window.stop, window.step)
 
     def get_values(self, varname: str, burn: int = 0, thin: int = 1) -> np.ndarray:
-        return self._chain.get_draws(varname, self._draws(burn, thin))
+        return self._recording().get_draws(varname, self._draws(burn, thin))
 
     def _get_sampler_stats(self, stat_name: str, sampler_idx: int, burn: int, thin: int):
         name = flat_statname(sampler_idx, stat_name)
-        values = self._chain.get_stats(name, self._draws(burn, thin))
+        values = self._recording().get_stats(name, self._draws(burn, thin))
         if name in self._object_stats:
             objects = np.empty(len(values), dtype=object)
             for i, text in enumerate(values):
@@ -277,21 +278,27 @@ class TraceBackend(BaseTrace):
         return sliced
 
     def point(self, idx: int) -> dict[str, np.ndarray]:
-        return self._chain.get_draws_at(self._shown()[int(idx)], self.varnames)
+        return self._recording().get_draws_at(self._shown()[int(idx)], self.varnames)
 
     def _shown(self) -> range:
         """The chain's draws this trace shows (every draw in the chain, staged ones stored)."""
         if self._window is not None:
             return self._window
         self._store_staged()
-        return range(len(self._chain))
+        return range(len(self._recording()))
+
+    def _recording(self) -> Chain:
+        """The chain this trace records into and reads from."""
+        if self._chain is None:
+            raise RuntimeError("This TraceBackend holds no chain: PyMC calls setup() first.")
+        return self._chain
 
     # ---- the run --------------------------------------------------------------------------
 
-    def _session_for(self, chain: int, sampler_vars) -> _Session:
+    def _session_for(self, draws: int, chain: int, sampler_vars) -> _Session:
         """The session of the calling ``pm.sample``: a new run unless one is under way."""
         shared = self._shared
-        sampling = _find_sampling(self.model)
+        sampling = _pm_sample_settings(self.model, draws, sampler_vars or [])
         session = shared.session
         if session is not None and chain not in session.chains and session.step is sampling.step:
             return session
@@ -373,7 +380,9 @@ def _sample_stats(sampler_vars, step) -> tuple[list[dict[str, str]], list[Variab
     """Stats named ``sampler_<i>__<name>`` (as PyMC's own adapter names them), plus
     ``in_warmup``; shapes from the step methods where known, else any shape."""
     shapes = [m.stats_dtypes_shapes for m in flatten_steps(step)] if step is not None else []
-    names, stats, objects = [], [], set()
+    names: list[dict[str, str]] = []
+    stats: list[Variable] = []
+    objects: set[str] = set()
     for s, dtypes in enumerate(sampler_vars):
         known = shapes[s] if s < len(shapes) else {}
         names.append({})
@@ -406,52 +415,82 @@ def _unpickled(text: str) -> Any:
     return pickle.loads(base64.decodebytes(text.encode("ascii")))
 
 
-def _find_sampling(model: Model | None) -> _Sampling:
-    """The model, step method and arguments of the calling ``pm.sample``.
+#: The PyMC functions whose arguments ``_pm_sample_settings`` reads: (module, function name).
+_INIT_TRACES = ("pymc.backends", "init_traces")
+_SAMPLE = ("pymc.sampling.mcmc", "sample")
 
-    Read from PyMC's ``init_traces`` and ``sample`` frames; outside them (a trace set up by
-    hand) only the model is known, from ``model`` or the ``with`` context.
+
+class PyMCVersionWarning(UserWarning):
+    """This PyMC no longer passes ``pm.sample``'s settings where ``TraceBackend`` reads them."""
+
+
+def _pm_sample_settings(
+    model: Model | None, draws: int, sampler_vars: Sequence[Mapping[str, Any]]
+) -> _Sampling:
+    """What the calling ``pm.sample`` knows beyond what PyMC hands a trace.
+
+    PyMC gives a trace only ``setup(draws, chain, sampler_vars)`` (``draws`` counting the
+    warm-up) and ``record(point, stats, in_warmup=...)``. The model, the step methods (sampler
+    names, stat shapes), ``var_names``, the initial point, the number of chains, the tune/draw
+    split and ``idata_kwargs`` are arguments of PyMC's ``init_traces`` and ``pm.sample``, read
+    here from their frames on the call stack: the one place mcbackend relies on PyMC internals.
+    Outside ``pm.sample`` (a trace set up by hand) only the model is known. When a PyMC release
+    moves them, this warns (``PyMCVersionWarning``, naming the version) and the run is stored
+    with what the trace alone knows; ``setup``'s own arguments check what was found.
     """
-    found = None
-    arguments: dict[str, Any] = {}
-    include_transformed = False
-    frame = sys._getframe(1)
-    while frame is not None:
-        code, local = frame.f_code, frame.f_locals
-        if "pymc" in code.co_filename:
-            if code.co_name == "init_traces" and found is None:
-                found = _Sampling(
-                    model=local["model"],
-                    step=local.get("step"),
-                    trace_vars=local.get("trace_vars"),
-                    initial_point=local.get("initial_point"),
-                    chains=local.get("chains") or 1,
-                )
-            elif code.co_name == "sample":
-                arguments = _sampling_arguments(local)
-                include_transformed = bool(
-                    (local.get("idata_kwargs") or {}).get("include_transformed")
-                )
-                break
+    frames: dict[tuple[str, str], Mapping[str, Any]] = {}
+    frame = inspect.currentframe()
+    while frame is not None and _SAMPLE not in frames:
+        key = (frame.f_globals.get("__name__", ""), frame.f_code.co_name)
+        if key in (_INIT_TRACES, _SAMPLE):
+            frames.setdefault(key, frame.f_locals)
         frame = frame.f_back
-    if found is None:
-        found = _Sampling(model=modelcontext(model))
-    found.arguments = arguments
-    found.include_transformed = include_transformed
-    return found
+    if not frames:
+        return _Sampling(model=modelcontext(model))
+    try:
+        if _INIT_TRACES not in frames:
+            raise LookupError("pm.sample no longer calls pymc.backends.init_traces")
+        init = frames[_INIT_TRACES]
+        step, tune, length = init["step"], init["tune"], init["expected_length"]
+        if not isinstance(init["model"], Model) or not isinstance(init["chains"], int):
+            raise TypeError(f"model={init['model']!r}, chains={init['chains']!r}")
+        if length != draws or not isinstance(tune, int) or not 0 <= tune <= length:
+            raise ValueError(f"tune={tune!r} and {length=!r}, but setup(draws={draws})")
+        if list(step.stats_dtypes) != list(sampler_vars):
+            raise ValueError("the step methods' stats differ from setup's sampler_vars")
+        idata_kwargs = frames.get(_SAMPLE, {}).get("idata_kwargs") or {}
+        return _Sampling(
+            model=init["model"],
+            step=step,
+            trace_vars=init["trace_vars"],
+            initial_point=init["initial_point"],
+            chains=init["chains"],
+            arguments={
+                "tune": tune,
+                "draws": length - tune,
+                "chains": init["chains"],
+                "sampler": ", ".join(type(m).__name__ for m in getattr(step, "methods", [step])),
+            },
+            include_transformed=bool(idata_kwargs.get("include_transformed")),
+        )
+    except (LookupError, TypeError, ValueError, AttributeError) as error:
+        warnings.warn(
+            f"PyMC {_version_of('pymc')} no longer passes pm.sample's settings where mcbackend "
+            f"{_version_of('mcbackend')} reads them (arguments of pymc.backends.init_traces and "
+            f"pymc.sampling.mcmc.sample: {type(error).__name__}: {error}). The run is stored "
+            "without the tune/draw counts and sampler attributes, with every variable "
+            "(var_names and idata_kwargs ignored) and stats of any shape. Please report this.",
+            PyMCVersionWarning,
+            stacklevel=3,
+        )
+        return _Sampling(model=modelcontext(model))
 
 
-def _sampling_arguments(local: Mapping[str, Any]) -> dict[str, Any]:
-    """``tune``, ``draws``, ``chains`` and the step method of a ``pm.sample`` frame."""
-    found: dict[str, Any] = {}
-    for key in ("tune", "draws", "chains"):
-        if isinstance(local.get(key), int):
-            found[key] = local[key]
-    step = local.get("step")
-    if step is not None:
-        methods = getattr(step, "methods", [step])
-        found["sampler"] = ", ".join(type(m).__name__ for m in methods)
-    return found
+def _version_of(library: str) -> str:
+    try:
+        return version(library)
+    except PackageNotFoundError:
+        return "(unknown version)"
 
 
 def model_data(model: Model) -> list[DataVariable]:
@@ -477,7 +516,7 @@ def model_data(model: Model) -> list[DataVariable]:
     return found
 
 
-def run_attributes(sampling_arguments: Mapping[str, Any] = ()) -> dict[str, Any]:
+def run_attributes(sampling_arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Attributes describing a PyMC run: sampler, versions, time, tune/draw counts."""
     attrs: dict[str, Any] = {
         "created_at": datetime.datetime.now(datetime.UTC),
@@ -487,5 +526,5 @@ def run_attributes(sampling_arguments: Mapping[str, Any] = ()) -> dict[str, Any]
     for lib in _LIBRARIES:
         with contextlib.suppress(PackageNotFoundError):
             attrs[f"{lib}_version"] = version(lib)
-    attrs.update(sampling_arguments)
+    attrs.update(sampling_arguments or {})
     return attrs

@@ -286,8 +286,10 @@ class BackendConformance:
         run = backend.init_run(meta)
         chain = run.init_chain(0)
         chain.append(draws[0], stats[0])
+        # Per variable an array with a draw axis ("a"), or a list of draws (the others).
+        columns: dict[str, list[np.ndarray] | np.ndarray]
         columns = {v.name: [d[v.name] for d in draws[1:]] for v in variables}
-        columns["a"] = np.stack(columns["a"])  # an array with a draw axis, or a list of draws
+        columns["a"] = np.stack([d["a"] for d in draws[1:]])
         stat_columns = {
             "in_warmup": np.array([s["in_warmup"] for s in stats[1:]]),
             "n": [int(s["n"]) for s in stats[1:]],  # Python ints
@@ -469,18 +471,21 @@ class BackendConformance:
                 warnings.simplefilter("error")
                 dt = run.to_inferencedata()
             split = n_tune
-        posterior = dt["posterior"]
+        posterior = dt["posterior"].to_dataset()
+        warmup = dt["warmup_posterior"].to_dataset()
         assert posterior["mu"].dims == ("chain", "draw", "city")
         assert list(posterior["city"].values) == ["A", "B"]
         assert posterior.sizes["draw"] == n_tune + n_draws - split
-        assert dt["warmup_posterior"].sizes["draw"] == split
+        assert warmup.sizes["draw"] == split
         for c in range(2):
             want = np.stack([d["mu"] for d in expected[c]])
             np.testing.assert_array_equal(posterior["mu"].values[c], want[split:])
-            np.testing.assert_array_equal(dt["warmup_posterior"]["mu"].values[c], want[:split])
+            np.testing.assert_array_equal(warmup["mu"].values[c], want[:split])
         assert posterior["n"].dtype == np.int64
-        np.testing.assert_array_equal(dt["sample_stats"]["energy"].values[0], np.arange(split, 10))
-        np.testing.assert_array_equal(dt["observed_data"]["y"].values, np.arange(3.0))
+        energy = dt["sample_stats"].to_dataset()["energy"]
+        np.testing.assert_array_equal(energy.values[0], np.arange(split, 10))
+        observed = dt["observed_data"].to_dataset()["y"]
+        np.testing.assert_array_equal(observed.values, np.arange(3.0))
         assert dt.attrs["run_id"] == meta.rid
 
     def test_to_inferencedata_uneven_chains(self, backend):
@@ -580,6 +585,12 @@ class BackendConformance:
                 "2 dims",
             ),
             (RunMeta(rid="r", variables=[Variable("", "float64", [])]), "empty name"),
+            (
+                RunMeta(
+                    rid="r", variables=[Variable("a", "float64", [])], data=[DataVariable("x")]
+                ),
+                "data variable 'x' has no value",
+            ),
         ],
     )
     def test_bad_meta_refused(self, backend, meta, match):

@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 pm = pytest.importorskip("pymc")
 
 import mcbackend as mcb  # noqa: E402
-from mcbackend.pymc import TraceBackend  # noqa: E402
+from mcbackend.pymc import PyMCVersionWarning, TraceBackend  # noqa: E402
 
 pytestmark = pytest.mark.pymc
 
@@ -249,3 +250,35 @@ def test_stage_draws_is_a_deprecated_name_of_flush_every():
     assert trace.flush_every == 5
     with pytest.warns(DeprecationWarning, match="'stage_seconds' is deprecated"):
         assert trace.stage_seconds == trace.flush_seconds == 1.0
+
+
+def test_pm_sample_settings_are_found_in_this_pymc():
+    """TraceBackend reads what PyMC does not hand a trace (tune/draw split, chains, step methods,
+    var_names, idata_kwargs) from the arguments of PyMC's init_traces and pm.sample. When a PyMC
+    release moves them, sampling here raises PyMCVersionWarning naming that PyMC version."""
+    backend = mcb.NumPyBackend()
+    trace = TraceBackend(backend, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PyMCVersionWarning)
+        sample(trace, var_names=["effect", "scaled"], idata_kwargs={"include_transformed": True})
+    run = backend.get_run(trace.run_id)
+    attrs = run.to_inferencedata().attrs
+    assert (attrs["tune"], attrs["draws"], attrs["chains"]) == (TUNE, DRAWS, 2)
+    assert attrs["sampler"] == "NUTS"
+    assert [v.name for v in run.meta.variables] == ["effect", "scaled"]  # var_names
+    stats = {s.name: s for s in run.meta.sample_stats}
+    assert not stats["sampler_0__step_size"].undefined_ndim  # shapes from the step method
+    assert len(run.get_chains()) == 2
+
+
+def test_changed_pymc_warns_naming_its_version():
+    """A pm.sample that no longer calls init_traces (as a future PyMC might): the run is still
+    stored, with what the trace alone knows, and the warning says which PyMC it is."""
+    namespace = {"__name__": "pymc.sampling.mcmc"}
+    exec("def sample(trace, m):\n    with m:\n        trace.setup(10, 0, [])\n", namespace)
+    trace = TraceBackend(mcb.NumPyBackend(), verbose=False)
+    with pytest.warns(PyMCVersionWarning, match=f"PyMC {pm.__version__} no longer passes"):
+        namespace["sample"](trace, model(observed_container=False))
+    assert trace.run is not None
+    assert "tune" not in trace.run.meta.attributes
+    assert [v.name for v in trace.run.meta.variables] == ["effect", "sigma", "scaled"]

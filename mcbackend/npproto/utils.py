@@ -4,6 +4,8 @@ Element bytes are stored as NumPy holds them (``str`` as fixed-width UCS-4, date
 which keeps messages written by earlier mcbackend releases readable.
 """
 
+from typing import Literal
+
 import numpy as np
 
 from ..pb.npproto import Ndarray
@@ -23,7 +25,7 @@ def _as_storable(arr: np.ndarray) -> np.ndarray:
 def ndarray_from_numpy(arr) -> Ndarray:
     """Encode any numeric, bool, str, datetime64 or timedelta64 array (C- or F-ordered)."""
     arr = _as_storable(np.asarray(arr))
-    order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
     arr = np.asarray(arr, order=order)
     return Ndarray(
         data=arr.tobytes(order=order),
@@ -39,5 +41,8 @@ def ndarray_to_numpy(nda: Ndarray) -> np.ndarray:
     dtype = np.dtype(nda.dtype)
     # Earlier releases wrote ``bytes(arr.data)``, which is C-ordered whatever the strides say,
     # and left ``order`` empty: so an empty order means C.
+    if nda.order not in ("", "C", "F"):
+        raise ValueError(f"Unknown memory order {nda.order!r} of an Ndarray message.")
+    order: Literal["C", "F"] = "F" if nda.order == "F" else "C"
     flat = np.frombuffer(nda.data, dtype=dtype) if nda.data else np.empty(0, dtype=dtype)
-    return flat.reshape(tuple(nda.shape), order=nda.order or "C").copy(order="K")
+    return flat.reshape(tuple(nda.shape), order=order).copy(order="K")
