@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ..codec import Section
 from ..columns import ColumnStore
 from ..core import Backend, Chain, Run
@@ -41,10 +43,16 @@ class NumPyChain(Chain):
         return self._stats.length
 
 
+class InMemoryChainFactory(Protocol):
+    """How ``NumPyRun`` makes its chains (``NumPyChain``, ``NullChain``)."""
+
+    def __call__(self, cmeta: ChainMeta, rmeta: RunMeta, *, preallocate: int) -> Chain: ...
+
+
 class NumPyRun(Run):
     """A run whose chains live in memory."""
 
-    chain_class: type[Chain] = NumPyChain
+    chain_class: InMemoryChainFactory = NumPyChain
 
     def __init__(self, meta: RunMeta, *, preallocate: int = 1000) -> None:
         super().__init__(meta)
