@@ -92,7 +92,7 @@ class Ragged:
     shapes: list[tuple[int, ...]]
 
     @classmethod
-    def encode(cls, values: Sequence[np.ndarray]) -> Ragged:
+    def encode(cls, values: Sequence[np.ndarray] | np.ndarray) -> Ragged:
         return cls([np.ravel(v) for v in values], [tuple(np.shape(v)) for v in values])
 
     def data(self, dtype: np.dtype) -> np.ndarray:
@@ -117,7 +117,7 @@ class Ragged:
 def ragged_draws(
     flat: np.ndarray,
     offsets: Sequence[int] | np.ndarray,
-    shapes: Iterable[Sequence[int]],
+    shapes: Iterable[Sequence[int] | np.ndarray],
     dtype: np.dtype | None = None,
 ) -> np.ndarray:
     """An object array of draws: draw ``i`` is ``flat[offsets[i]:offsets[i + 1]]`` in its shape."""
@@ -164,7 +164,7 @@ def str_array(values: Iterable[str] | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=object).astype(str)
 
 
-def str_rows(values: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+def str_rows(values: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Per-draw ``str`` arrays of one shape, stacked into one array (draw, *shape)."""
     return np.array([np.asarray(v) for v in values]).reshape((len(values), *shape))
 

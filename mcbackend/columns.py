@@ -26,18 +26,18 @@ class ColumnStore:
             name: np.empty((self._capacity, *s.shape), dtype=s.dtype) if s.is_rigid else []
             for name, s in self.specs.items()
         }
-        self._lists = {name for name, s in self.specs.items() if not s.is_rigid}
 
     def append(self, values: dict[str, np.ndarray]) -> None:
         if self.length == self._capacity:
             self._grow()
         i = self.length
-        columns, lists = self.columns, self._lists
+        columns = self.columns
         for name, value in values.items():
-            if name in lists:
-                columns[name].append(value)
+            column = columns[name]
+            if isinstance(column, list):
+                column.append(value)
             else:
-                columns[name][i] = value
+                column[i] = value
         self.length += 1
 
     def extend(self, other: ColumnStore) -> None:
@@ -51,10 +51,11 @@ class ColumnStore:
             self._grow()
         start, end = self.length, self.length + n
         for name, rows in columns.items():
-            if name in self._lists:
-                self.columns[name].extend(rows[lo:hi])
+            column = self.columns[name]
+            if isinstance(column, list):
+                column.extend(rows[lo:hi])
             else:
-                self.columns[name][start:end] = rows[lo:hi]
+                column[start:end] = rows[lo:hi]
         self.length = end
 
     def _grow(self) -> None:

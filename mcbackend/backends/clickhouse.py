@@ -363,9 +363,13 @@ class ClickHouseBackend(Backend):
         flush_seconds = renamed(
             "insert_interval", "flush_seconds", insert_interval, flush_seconds, 1.0
         )
-        if client is None and client_fn is None:
-            raise ValueError("Pass a clickhouse_driver.Client (client=) or a factory (client_fn=).")
-        self.client = client if client is not None else client_fn()
+        if client is None:
+            if client_fn is None:
+                raise ValueError(
+                    "Pass a clickhouse_driver.Client (client=) or a factory (client_fn=)."
+                )
+            client = client_fn()
+        self.client = client
         self.client_fn = client_fn
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds

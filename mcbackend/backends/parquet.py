@@ -200,7 +200,8 @@ def covering_parts(names: list[str]) -> list[Part]:
         m = _PART.match(name)
         if m:
             parts.append(Part(name, int(m.group(2)), int(m.group(3))))
-    chosen, position = [], 0
+    chosen: list[Part] = []
+    position = 0
     while True:
         candidates = [p for p in parts if p.start == position and p.stop > position]
         if not candidates:
@@ -216,6 +217,8 @@ def part_name(start: int, stop: int, prefix: str = "part") -> str:
 
 class ParquetChain(BufferedChain):
     """A chain stored as Parquet files; appends are buffered, each flush is one new file."""
+
+    _run: ParquetRun
 
     def __init__(self, cmeta: ChainMeta, run: ParquetRun, *, created: bool = False) -> None:
         super().__init__(cmeta, run, created=created)
@@ -290,6 +293,8 @@ class ParquetChain(BufferedChain):
                         first = offset if first is None else first
                     offset += rows
                 table = pf.read_row_groups(groups, columns=columns)
+            if first is None:
+                continue  # no row group holds rows lo:hi
             tables.append(table.slice(max(lo - first, 0), hi - max(lo, first)))
         if not tables:
             return pa.table({col: pa.array([], self._schema.field(col).type) for col in columns})
@@ -323,7 +328,7 @@ def _is_fixed_list(f: pa.Field) -> bool:
     return pa.types.is_fixed_size_list(f.type)
 
 
-class ParquetRun(FileRun):
+class ParquetRun(FileRun[ParquetChain]):
     """A run stored as Parquet files under ``<root>/<rid>``."""
 
     chain_class = ParquetChain

@@ -17,6 +17,7 @@ Reads go through zarr-python, which verifies every chunk's CRC-32C.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.storage
+from zarr.abc.store import Store
 from zarr.core.sync import sync
 
 from .._validation import VariableSpec
@@ -42,7 +44,7 @@ VARIABLE_CHUNK_DRAWS = 1024
 RAGGED_PARTS = ("data", "ndims", "shapes")
 
 
-def open_store(location: Location, *, read_only: bool) -> zarr.abc.store.Store:
+def open_store(location: Location, *, read_only: bool) -> Store:
     """A zarr-python store for reading: on local disk ``LocalStore``, elsewhere the location's
     own filesystem (chained ones like ``zip://...::archive.zip`` included), made async."""
     if location.is_local:
@@ -142,7 +144,7 @@ class ZarrColumn:
         )
         ends = {"ndims": length, "shapes": int(shape_starts[-1]), "data": int(data_offsets[-1])}
         for part, end in ends.items():
-            self.appenders[part].resume(end, lambda lo, hi, p=part: self._read_raw(p, lo, hi))
+            self.appenders[part].resume(end, functools.partial(self._read_raw, part))
 
     def append(self, values: np.ndarray | list[np.ndarray]) -> dict[str, bytes]:
         """Encode the next draws; returns the files to write."""
@@ -173,13 +175,13 @@ class ZarrColumn:
 
     async def read_async(self, lo: int, hi: int) -> np.ndarray:
         """``read`` of a fixed-shape column (after ``array(hi)`` opened it)."""
-        return self.as_draws(await self._arrays[""]._async_array.getitem(slice(lo, hi)))
+        return self.as_draws(np.asarray(await self._arrays[""]._async_array.getitem(slice(lo, hi))))
 
     def _read_raw(self, part: str, lo: int, hi: int) -> np.ndarray:
         if hi <= lo:
             dtype = self.spec.dtype if part in ("", "data") else np.dtype("int64")
             return np.empty((0, *self.spec.shape) if part == "" else (0,), dtype=dtype)
-        values = self.array(part, hi)[lo:hi]
+        values = np.asarray(self.array(part, hi)[lo:hi])
         if self.spec.is_str and part in ("", "data"):
             values = str_array(values)
         return values
@@ -234,6 +236,8 @@ def chain_document(chain_number: int, draws: int) -> bytes:
 
 class ZarrChain(BufferedChain):
     """A chain stored as a Zarr group; appends are buffered and flushed in batches."""
+
+    _run: ZarrRun
 
     def __init__(self, cmeta: ChainMeta, run: ZarrRun, *, created: bool = False) -> None:
         super().__init__(cmeta, run, created=created)
@@ -307,7 +311,7 @@ class ZarrChain(BufferedChain):
         return out
 
 
-class ZarrRun(FileRun):
+class ZarrRun(FileRun[ZarrChain]):
     """A run stored as a Zarr group at ``<root>/<rid>``."""
 
     chain_class = ZarrChain

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core import Backend, Chain, Run
+from ..core import Backend, Run
 from ..errors import FormatVersionError, ReadOnlyError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
 from .buffer import auto_flush_every
@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 __all__ = ["FileBackend", "FileRun"]
 
 
-class FileRun(Run):
+class FileRun[ChainT: BufferedChain](Run):
     """What Zarr and Parquet runs share: a location, flush settings and ``chain_<n>`` folders.
 
     Subclasses set ``chain_class`` (called as ``chain_class(cmeta, run, created=...)``; a
     created chain makes its folder) and ``chain_marker``, the file a chain folder holds.
     """
 
-    chain_class: type[BufferedChain]
+    chain_class: type[ChainT]
     chain_marker: str
     flush_target_bytes: int = 4 << 20
 
@@ -46,20 +46,20 @@ class FileRun(Run):
         self.flush_seconds = flush_seconds
         self.background_flush = background_flush
         self.read_only = read_only
-        self._chains: dict[int, Chain] = {}
+        self._chains: dict[int, ChainT] = {}
 
     @property
     def url(self) -> str:
         return self.location.url()
 
-    def _init_chain(self, chain_number: int) -> Chain:
+    def _init_chain(self, chain_number: int) -> ChainT:
         if self.read_only:
             raise ReadOnlyError(f"Run {self.meta.rid} was opened read-only.")
         cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
         self._chains[chain_number] = self.chain_class(cmeta, self, created=True)
         return self._chains[chain_number]
 
-    def get_chains(self) -> list[Chain]:
+    def get_chains(self) -> list[ChainT]:
         for name in self.location.listdir():
             number = name.removeprefix("chain_")
             if not number.isdigit() or int(number) in self._chains:
