@@ -16,14 +16,24 @@ A file backend subclasses ``mcbackend.files.FileBackend``. A backend with URLs o
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .core import Backend
+    from .core import Backend, Run
+    from .files import FileBackend
 
-__all__ = ["ENTRY_POINT_GROUP", "BUILTIN_BACKENDS", "backend_class", "format_names"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BUILTIN_BACKENDS",
+    "UrlBackendClass",
+    "backend_class",
+    "file_backend_class",
+    "format_names",
+    "url_backend_class",
+]
 
 ENTRY_POINT_GROUP = "mcbackend.backends"
 
@@ -61,6 +71,39 @@ def backend_class(name: str) -> type[Backend]:
         ) from None
     module, _, attribute = target.partition(":")
     return getattr(import_module(module), attribute)
+
+
+def file_backend_class(name: str) -> type[FileBackend]:
+    """The backend class of a file format (runs in directories with a marker)."""
+    from .files import FileBackend
+
+    cls = backend_class(name)
+    if not (isinstance(cls, type) and issubclass(cls, FileBackend)):
+        raise TypeError(f"The backend of format {name!r}, {cls!r}, is not a FileBackend.")
+    return cls
+
+
+@runtime_checkable
+class UrlBackendClass(Protocol):
+    """A backend class with URLs of its own (``clickhouse://...``): its classmethods."""
+
+    def open_root_url(
+        self, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
+    ) -> Backend: ...
+
+    def open_run_url(
+        self, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
+    ) -> Run: ...
+
+
+def url_backend_class(name: str) -> UrlBackendClass:
+    """The backend class of a format whose URL scheme is its name."""
+    cls = backend_class(name)
+    if not isinstance(cls, UrlBackendClass):
+        raise TypeError(
+            f"The backend of format {name!r}, {cls!r}, has no open_root_url and open_run_url."
+        )
+    return cls
 
 
 def refresh() -> None:

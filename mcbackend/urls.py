@@ -28,12 +28,12 @@ def open_run(url: str, storage_options: Mapping[str, Any] | None = None, **optio
     url = str(url)
     owner = url_owner(url)
     if owner is not None:
-        return registry.backend_class(owner).open_run_url(url, storage_options, **options)  # type: ignore[attr-defined]
+        return registry.url_backend_class(owner).open_run_url(url, storage_options, **options)
     run_dir = Location.from_url(url, storage_options)
     info = read_run_info(run_dir)
     if not registry.is_format(info.format):
         raise RunNotFoundError(f"{run_dir} holds a run of unknown format {info.format!r}.")
-    return registry.backend_class(info.format).open_run_dir(run_dir, **options)  # type: ignore[attr-defined]
+    return registry.file_backend_class(info.format).open_run_dir(run_dir, **options)
 
 
 def open_backend(
@@ -44,11 +44,11 @@ def open_backend(
     url = str(url)
     owner = url_owner(url)
     if owner is not None:
-        return registry.backend_class(owner).open_root_url(url, storage_options, **options)  # type: ignore[attr-defined]
+        return registry.url_backend_class(owner).open_root_url(url, storage_options, **options)
     fmt, plus, rest = url.partition("+")
     if not (plus and rest and registry.is_format(fmt)):
         fmt, rest = DEFAULT_FORMAT, url
-    return registry.backend_class(fmt)(rest, storage_options, **options)  # type: ignore[call-arg]
+    return registry.file_backend_class(fmt)(rest, storage_options, **options)
 
 
 def url_owner(url: str) -> str | None:
