@@ -25,6 +25,7 @@ __all__ = [
     "Chain",
     "Run",
     "RunExistsError",
+    "Section",
     "VariableSpec",
     "chain_id",
     "is_rigid",

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from mcbackend.core import Backend, Chain, Run, VariableSpec
+from mcbackend.core import Backend, Chain, Run, Section, VariableSpec
 from mcbackend.meta import ChainMeta, RunMeta
 from mcbackend.testing import BackendConformance
 
@@ -21,18 +21,18 @@ from mcbackend.testing import BackendConformance
 class DictChain(Chain):
     def __init__(self, cmeta: ChainMeta, rmeta: RunMeta) -> None:
         super().__init__(cmeta, rmeta)
-        self._values: dict[bool, dict[str, list[np.ndarray]]] = {
-            False: {name: [] for name in self._variable_specs},
-            True: {name: [] for name in self._stat_specs},
+        self._values: dict[Section, dict[str, list[np.ndarray]]] = {
+            Section.DRAWS: {name: [] for name in self._variable_specs},
+            Section.STATS: {name: [] for name in self._stat_specs},
         }
 
     def _append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
-        for is_stat, values in ((False, draw), (True, stats)):
+        for section, values in ((Section.DRAWS, draw), (Section.STATS, stats)):
             for name, value in values.items():
-                self._values[is_stat][name].append(np.array(value, copy=True))
+                self._values[section][name].append(np.array(value, copy=True))
 
-    def _get_values(self, spec: VariableSpec, slc: slice, *, is_stat: bool) -> np.ndarray:
-        selected = self._values[is_stat][spec.name][slc]
+    def _get_values(self, spec: VariableSpec, slc: slice, *, section: Section) -> np.ndarray:
+        selected = self._values[section][spec.name][slc]
         if spec.is_rigid:
             return np.array(selected, dtype=spec.dtype).reshape(len(selected), *spec.shape)
         out = np.empty(len(selected), dtype=object)
@@ -40,7 +40,7 @@ class DictChain(Chain):
         return out
 
     def __len__(self) -> int:
-        return len(next(iter(self._values[False].values()), []))
+        return len(next(iter(self._values[Section.DRAWS].values()), []))
 
 
 class DictRun(Run):
@@ -85,8 +85,8 @@ class TestDictBackend(BackendConformance):
 class BrokenDictChain(DictChain):
     """Loses the dtype of what it stores, as a careless backend would."""
 
-    def _get_values(self, spec: VariableSpec, slc: slice, *, is_stat: bool) -> np.ndarray:
-        values = super()._get_values(spec, slc, is_stat=is_stat)
+    def _get_values(self, spec: VariableSpec, slc: slice, *, section: Section) -> np.ndarray:
+        values = super()._get_values(spec, slc, section=section)
         return values.astype(float) if spec.is_rigid and spec.dtype.kind == "i" else values
 
 
