@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 import subprocess
@@ -22,6 +23,20 @@ def test_every_exported_name_resolves():
     assert not missing
     with pytest.raises(AttributeError, match="has no attribute 'ZarBackend'"):
         mcb.ZarBackend  # noqa: B018
+
+
+def test_type_checkers_are_told_about_every_lazy_name():
+    """Each name loaded on first use is imported for type checkers, from the same module."""
+    tree = ast.parse(Path(mcb.__file__).read_text())
+    typed = {
+        alias.name: f"mcbackend.{stmt.module}"
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for stmt in node.body
+        if isinstance(stmt, ast.ImportFrom) and stmt.level == 1
+        for alias in stmt.names
+    }
+    assert typed == mcb._LAZY
 
 
 def test_version_comes_from_package_metadata():
