@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,21 @@ def test_type_checkers_see_lazily_exported_names(tmp_path):
     assert "(meta: mcbackend.pb.meta.RunMeta) -> mcbackend.core.Run" in lines[5][0]
     assert any('incompatible type "int"' in m for m in lines[6]), lines.get(6)
     assert any('has no attribute "ZarBackend"' in m for m in lines[7]), lines.get(7)
+
+
+@pytest.mark.slow
+def test_wheel_ships_type_information_and_the_testing_module(tmp_path):
+    """The py.typed markers (the package's and the generated pb package's) and
+    mcbackend.testing are in the built wheel, so users' type checkers and test suites see them."""
+    source = tmp_path / "src"
+    shutil.copytree(PACKAGE, source / "mcbackend", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(source)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("mcbackend-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"mcbackend/py.typed", "mcbackend/pb/py.typed", "mcbackend/testing.py"} <= names
