@@ -13,7 +13,7 @@ import json
 import os
 import zipfile
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import click
 
@@ -24,13 +24,6 @@ from .files import Location, list_runs
 from .urls import open_backend, open_run, url_owner
 
 __all__ = ["main"]
-
-
-@runtime_checkable
-class _ListsRuns(Protocol):
-    """A backend that lists its runs: a DataFrame indexed by rid with ``created_at``."""
-
-    def get_runs(self) -> Any: ...
 
 
 def _storage_options(value: str | None) -> dict[str, Any]:
@@ -99,8 +92,6 @@ def list_command(root: str, options: str | None) -> None:
     opts = _storage_options(options)
     if url_owner(root) is not None:
         backend = open_backend(root)
-        if not isinstance(backend, _ListsRuns):
-            raise click.UsageError(f"The backend of {root} cannot list its runs.")
         rows = [
             (r.rid, r.created_at, backend.get_run(r.rid)) for r in backend.get_runs().itertuples()
         ]

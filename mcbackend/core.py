@@ -337,6 +337,11 @@ class Backend:
         """Open an existing run by its id."""
         raise NotImplementedError(f"{type(self).__name__} cannot reopen runs.")
 
+    def get_runs(self) -> Any:
+        """The runs stored: a ``pandas.DataFrame`` indexed by rid (with ``created_at``) for
+        backends that store them, the list of run ids for ``NumPyBackend``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list runs.")
+
 
 def _lookup(specs: Mapping[str, VariableSpec], name: str, kind: str) -> VariableSpec:
     try:

@@ -161,7 +161,7 @@ def run_draws(viewer: Viewer, request: Request) -> dict[str, Any]:
         chain = handles[p.number]
         key = (rid, is_stat, var.name, element, p.number)
         values = viewer.series.get(key, chain, var, element, p.length, is_stat=is_stat)
-        trace = {"chain": p.number, "draws": p.length, "warmup": p.warmup}
+        trace: dict[str, Any] = {"chain": p.number, "draws": p.length, "warmup": p.warmup}
         trace.update(minmax_trace(values, points))
         if progress.diverging_stat:
             trace["divergent"] = markers(values, p.divergent)

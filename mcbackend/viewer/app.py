@@ -23,7 +23,9 @@ def create_app(source: RunSource) -> Starlette:
     return app
 
 
-async def _http_error(request: Request, ex: HTTPException) -> Response:
+async def _http_error(request: Request, ex: Exception) -> Response:
+    if not isinstance(ex, HTTPException):  # Starlette routes only HTTPExceptions here
+        return await _server_error(request, ex)
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": ex.detail}, status_code=ex.status_code)
     return error_page(str(ex.detail), f"Nothing at {request.url.path}.", ex.status_code)

@@ -68,7 +68,7 @@ def summarise(run: Run, max_values: int = MAX_VALUES) -> dict[str, Any]:
     draws = int(posterior.sizes.get("draw", 0)) if posterior is not None else 0
     chains = int(posterior.sizes.get("chain", 0)) if posterior is not None else 0
     empty = {"chains": chains, "draws": draws, "thin": 1, "columns": [], "rows": []}
-    if not names or draws < 4 or chains < 1:
+    if posterior is None or not names or draws < 4 or chains < 1:
         return {**empty, "note": "Not enough posterior draws yet (warm-up or just started)."}
     elements = sum(math.prod(specs[n].shape) for n in specs if tree_name(n) in names)
     thin = max(1, math.ceil(chains * draws * elements / max_values))

@@ -161,7 +161,7 @@ def densities(series: Sequence[np.ndarray], points: int = DENSITY_POINTS) -> dic
     half = int(np.ceil(4 * bandwidth / step))
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * step / bandwidth) ** 2)
     kernel /= kernel.sum() * step
-    out = []
+    out: list[list[float | None]] = []
     for values in finite:
         if not len(values):
             out.append([])
@@ -172,6 +172,6 @@ def densities(series: Sequence[np.ndarray], points: int = DENSITY_POINTS) -> dic
     return {"x": _floats(grid), "chains": out}
 
 
-def _floats(values: np.ndarray) -> list:
+def _floats(values: np.ndarray) -> list[float | None]:
     """JSON-safe floats (NaN and inf become null), rounded to 6 significant digits."""
     return [None if not math.isfinite(v) else float(f"{v:.6g}") for v in np.asarray(values)]

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core import Backend, Run
 from ..errors import RunNotFoundError
+from ..files import Location
 from ..urls import open_backend, url_owner
 
 __all__ = ["RunEntry", "RunSource"]
@@ -55,7 +56,7 @@ class RunSource:
                 (fmt, open_backend(f"{fmt}+{self.url}", storage_options, read_only=True))
                 for fmt in file_formats()
             ]
-            location = self._backends[0][1].location
+            location = Location.from_url(self.url, storage_options)
             if not location.fs.isdir(location.path):
                 raise RunNotFoundError(f"No directory at {location}.")
 
