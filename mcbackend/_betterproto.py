@@ -14,6 +14,7 @@ betterproto2 keeps validating those exactly as before.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import ModuleType
 from typing import Any
@@ -38,8 +39,8 @@ class _PydanticWhenImported:
         import pydantic_core
 
         # From now on betterproto2 uses the real modules directly.
-        self._betterproto2.pydantic = pydantic
-        self._betterproto2.pydantic_core = pydantic_core
+        setattr(self._betterproto2, "pydantic", pydantic)  # noqa: B010 (mypy: no such attribute)
+        setattr(self._betterproto2, "pydantic_core", pydantic_core)  # noqa: B010
         return getattr(sys.modules[self._name], attribute)
 
 
@@ -57,19 +58,17 @@ def import_betterproto2() -> ModuleType:
         return betterproto2
     sys.modules["pydantic"] = None  # type: ignore[assignment]  # makes `import pydantic` fail
     try:
-        import betterproto2
-    except ImportError:
-        betterproto2 = None  # a betterproto2 that needs pydantic
+        module = importlib.import_module("betterproto2")
+    except ImportError:  # a betterproto2 that needs pydantic
+        module = None
     finally:
         del sys.modules["pydantic"]
-    if betterproto2 is None:
-        import betterproto2
-
-        return betterproto2
-    if getattr(betterproto2, "pydantic", object()) is None:  # the layout this module knows
-        betterproto2.pydantic = _PydanticWhenImported(betterproto2, "pydantic")
-        betterproto2.pydantic_core = _PydanticWhenImported(betterproto2, "pydantic_core")
-    return betterproto2
+    if module is None:
+        return importlib.import_module("betterproto2")
+    if getattr(module, "pydantic", object()) is None:  # the layout this module knows
+        for name in ("pydantic", "pydantic_core"):
+            setattr(module, name, _PydanticWhenImported(module, name))
+    return module
 
 
 import_betterproto2()  # mcbackend/__init__.py imports this module before any generated code
