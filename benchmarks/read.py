@@ -76,7 +76,9 @@ def write_runs(workdir: str, chains: int, n: int, big_shape, options: dict) -> d
                 chain.append_many({k: v[lo : lo + batch] for k, v in draws.items()})
         run.close()
         urls[name] = os.path.join(root, meta.rid)
-        print(f"wrote {name:8s} in {time.perf_counter() - start:6.1f} s: {count_files(urls[name])} files")
+        print(
+            f"wrote {name:8s} in {time.perf_counter() - start:6.1f} s: {count_files(urls[name])} files"
+        )
     per_chain = [chain_draws(c, n, big_shape) for c in range(chains)]
     dataset = xr.Dataset(
         {
