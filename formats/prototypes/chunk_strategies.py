@@ -28,7 +28,7 @@ import time
 import numpy as np
 import zarr
 import zarr.storage
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
+from zarr.codecs import BloscCodec
 
 from mcbackend.zarrio import ArrayAppender, Compression
 

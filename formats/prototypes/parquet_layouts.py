@@ -11,6 +11,7 @@ Encode = pyarrow.parquet.write_table to memory (zstd, page checksums), median of
 
 import argparse
 import io
+import pathlib
 import statistics
 import time
 
@@ -72,10 +73,14 @@ def main() -> None:
             encode(layouts[name])
             times[name].append(time.perf_counter() - t)
     ref = statistics.median(times["floor: values as 1 col"])
-    print(f"encode {nbytes / 2**20:.0f} MiB ({args.draws} draws of (100,),(1000,),(100,100) f32), zstd:")
+    print(
+        f"encode {nbytes / 2**20:.0f} MiB ({args.draws} draws of (100,),(1000,),(100,100) f32), zstd:"
+    )
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"  {name:22s} {med * 1e3:8.1f} ms  {nbytes / med / 2**20:7.0f} MiB/s  {med / ref:5.2f}x floor  raw: {' '.join(f'{t * 1e3:.0f}' for t in ts)}")
+        print(
+            f"  {name:22s} {med * 1e3:8.1f} ms  {nbytes / med / 2**20:7.0f} MiB/s  {med / ref:5.2f}x floor  raw: {' '.join(f'{t * 1e3:.0f}' for t in ts)}"
+        )
     import duckdb
     import pandas as pd
     import polars as pl
@@ -84,14 +89,18 @@ def main() -> None:
     for name in ("nested FSL", "one FSL per variable"):
         buf = encode(small[name])
         path = f"/tmp/layout-{name.replace(' ', '_')}.parquet"
-        open(path, "wb").write(buf)
+        pathlib.Path(path).write_bytes(buf)
         z_pd = pd.read_parquet(path)["z"]
         z_pl = pl.read_parquet(path)["z"]
         z_dd = duckdb.sql(f"SELECT z FROM read_parquet('{path}')")
         print(f"\n{name}: z column as read back")
-        print(f"  pandas : dtype {z_pd.dtype}, cell {type(z_pd[0]).__name__} shape {np.shape(z_pd[0])}")
+        print(
+            f"  pandas : dtype {z_pd.dtype}, cell {type(z_pd[0]).__name__} shape {np.shape(z_pd[0])}"
+        )
         print(f"  polars : dtype {z_pl.dtype}, to_numpy() shape {z_pl.to_numpy().shape}")
-        print(f"  duckdb : type {z_dd.types[0]}, fetchnumpy shape {np.shape(z_dd.fetchnumpy()['z'][0])}")
+        print(
+            f"  duckdb : type {z_dd.types[0]}, fetchnumpy shape {np.shape(z_dd.fetchnumpy()['z'][0])}"
+        )
         if name == "one FSL per variable":
             shaped = pl.read_parquet(path).select(pl.col("z").reshape((-1, 100, 100)))["z"]
             print(f"  polars reshape((-1,100,100)): {shaped.dtype}")

@@ -19,10 +19,10 @@ class NoMcbackend(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NoMcbackend())
 
-import arviz as az  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-from demo_model import synthetic_chain  # noqa: E402
+import arviz as az
+import numpy as np
+import xarray as xr
+from demo_model import synthetic_chain
 
 parser = argparse.ArgumentParser()
 parser.add_argument("url")

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 
-import os
-
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
-
 from demo_model import COORDS, STATS, VARIABLES, WARMUP_STAT, synthetic_chain
+from fsspec.implementations.local import LocalFileSystem
+
 from mcbackend.zarrio import Compression
 
 FORMAT_VERSION = 2
@@ -61,6 +60,18 @@ def create(fs, path: str, data: bytes) -> None:
         f.write(data)
     os.link(path + ".creating", path)  # fails if the path exists; atomic
     os.remove(path + ".creating")
+
+
+def decode(blob: bytes, dtype: np.dtype, shape) -> np.ndarray:
+    """Inverse of Compression("blosc").encode for numeric dtypes: check CRC-32C, decompress."""
+    import google_crc32c
+    import numcodecs
+
+    data, crc = blob[:-4], blob[-4:]
+    if np.uint32(google_crc32c.value(data)).tobytes() != crc:
+        raise ValueError("segment blob fails its CRC-32C")
+    raw = numcodecs.Blosc().decode(data)
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape).astype(dtype)
 
 
 def fill_value(dtype: np.dtype):
@@ -213,6 +224,37 @@ class ChainWriter:
         path = f"{root}/{COMMITS}/{chain}.json"
         create(fs, path, json.dumps(self.record).encode())
 
+    @classmethod
+    def resume(cls, fs, root: str, chain: int, chunk_bytes: int) -> ChainWriter:
+        """Continue a chain after a crash: lengths from its record, partial chunks from the
+        newest segment it names (rows written after the commit are overwritten later)."""
+        self = cls.__new__(cls)
+        self.fs, self.root, self.chain, self.chunk_bytes = fs, root, chain, chunk_bytes
+        self.comp = Compression("blosc")
+        self.record = json.loads(fs.cat_file(f"{root}/{COMMITS}/{chain}.json"))
+        self.record["writer"] = uuid.uuid4().hex
+        self.draws = self.record["draws"]
+        self.in_warmup = self.record["posterior_draws"] == 0
+        self.stored_shapes = {}
+        self.groups = {g: GroupTail() for g in SAMPLED}
+        for g in SAMPLED:
+            self.groups[g].length = self.record[
+                "warmup_draws" if g.startswith("warmup") else "posterior_draws"
+            ]
+        self.segments = [f"{root}/{COMMITS}/{chain}/{s}" for s in self.record["segments"]]
+        if self.segments:
+            blob = fs.cat_file(self.segments[-1])
+            size = int.from_bytes(blob[-8:], "little")
+            index = json.loads(blob[-8 - size : -8])
+            for group in SAMPLED:
+                for name, dtype, shape, _, _ in group_arrays(group, chunk_bytes):
+                    if f"{group}/{name}" in index:
+                        offset, length, _, rows = index[f"{group}/{name}"]
+                        self.groups[group].tails[name] = decode(
+                            blob[offset : offset + length], dtype, (rows, *shape)
+                        )
+        return self
+
     def flush(self, draws: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
         n = len(stats[WARMUP_STAT])
         warm = np.asarray(stats[WARMUP_STAT], bool)
@@ -242,11 +284,17 @@ class ChainWriter:
                         )
                         tail, first = tail[c:], first + 1
                     state.tails[name] = tail
-                    encoded = self.comp.encode(tail)  # the whole partial chunk, staged
-                    index[f"{group}/{name}"] = [offset, len(encoded), first * c, len(tail)]
+                state.length += count
+        if n_warm < n:  # warm-up is over for good: its partial chunks become final chunks
+            files.update(self._last_chunks([g for g in SAMPLED if g.startswith("warmup")]))
+        for group, state in self.groups.items():  # every array's partial chunk, staged
+            for name, tail in state.tails.items():
+                if len(tail):
+                    encoded = self.comp.encode(tail)
+                    first_row = state.length - len(tail)
+                    index[f"{group}/{name}"] = [offset, len(encoded), first_row, len(tail)]
                     blobs.append(encoded)
                     offset += len(encoded)
-                state.length += count
         # One staged segment per flush: every array's partial chunk, so the newest segment
         # alone holds all staged rows (older ones can be deleted once it is written).
         seg = f"{self.root}/{COMMITS}/{self.chain}/seg-{self.draws:012d}-{self.draws + n:012d}"
@@ -271,10 +319,11 @@ class ChainWriter:
                 self.fs, self.root, self.chunk_bytes, self.stored_shapes
             )
 
-    def close(self) -> None:
-        """Write the partial last chunks (padded with the fill value), then finalise."""
+    def _last_chunks(self, groups) -> dict[str, bytes]:
+        """The groups' partial last chunks, padded with the fill value; their tails emptied."""
         files = {}
-        for group, state in self.groups.items():
+        for group in groups:
+            state = self.groups[group]
             for name, dtype, shape, _, c in group_arrays(group, self.chunk_bytes):
                 tail = state.tails.get(name)
                 if tail is None or not len(tail):
@@ -284,7 +333,12 @@ class ChainWriter:
                 k = state.length // c
                 key = "/".join(["c", str(self.chain), str(k), *["0"] * len(shape)])
                 files[f"{self.root}/{group}/{name}/{key}"] = self.comp.encode(padded)
-        put(self.fs, files)
+                state.tails[name] = tail[:0]
+        return files
+
+    def close(self) -> None:
+        """Write the partial last chunks (padded with the fill value), then finalise."""
+        put(self.fs, self._last_chunks(SAMPLED))
         self._commit(segments=[], closed=True)
         if self.segments:
             self.fs.rm(self.segments)
@@ -301,6 +355,7 @@ def main() -> None:
     parser.add_argument("--flush", type=int, default=100)
     parser.add_argument("--chunk-bytes", type=int, default=4 << 20)
     parser.add_argument("--capacity-min", type=int, default=DRAW_CAPACITY_MIN)
+    parser.add_argument("--resume", action="store_true", help="continue a chain after a crash")
     parser.add_argument("--kill-after", type=int, default=None, help="exit without closing")
     args = parser.parse_args()
     globals()["DRAW_CAPACITY_MIN"] = args.capacity_min
@@ -309,10 +364,13 @@ def main() -> None:
         init_run(fs, root, args.chunk_bytes)
         return
     chunk_bytes = json.loads(fs.cat_file(f"{root}/mcbackend.json"))["chunk_bytes"]
-    writer = ChainWriter(fs, root, args.chain, chunk_bytes)
+    if args.resume:
+        writer = ChainWriter.resume(fs, root, args.chain, chunk_bytes)
+    else:
+        writer = ChainWriter(fs, root, args.chain, chunk_bytes)
     values, stats = synthetic_chain(args.chain, args.tune, args.draws)
     n = args.tune + args.draws
-    for lo in range(0, n, args.flush):
+    for lo in range(writer.draws, n, args.flush):
         if args.kill_after is not None and lo >= args.kill_after:
             return
         sl = slice(lo, min(lo + args.flush, n))
