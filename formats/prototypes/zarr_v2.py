@@ -55,11 +55,13 @@ def create(fs, path: str, data: bytes) -> None:
         fs.pipe_file(path, data, mode="create")
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path + ".creating", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    with os.fdopen(fd, "wb") as f:
+    tmp = f"{path}.{uuid.uuid4().hex}.partial"  # unique: a crashed creator blocks nobody
+    with open(tmp, "wb") as f:
         f.write(data)
-    os.link(path + ".creating", path)  # fails if the path exists; atomic
-    os.remove(path + ".creating")
+    try:
+        os.link(tmp, path)  # atomic; FileExistsError if the path exists
+    finally:
+        os.remove(tmp)
 
 
 def decode(blob: bytes, dtype: np.dtype, shape) -> np.ndarray:
@@ -242,6 +244,11 @@ class ChainWriter:
                 "warmup_draws" if g.startswith("warmup") else "posterior_draws"
             ]
         self.segments = [f"{root}/{COMMITS}/{chain}/{s}" for s in self.record["segments"]]
+        if fs.exists(f"{root}/{COMMITS}/{chain}"):  # segments of flushes a crash left uncommitted
+            stale = [p for p in fs.ls(f"{root}/{COMMITS}/{chain}", detail=False)
+                     if p.rsplit("/", 1)[-1].startswith("seg-") and p not in self.segments]  # fmt: skip
+            if stale:
+                fs.rm(stale)
         if self.segments:
             blob = fs.cat_file(self.segments[-1])
             size = int.from_bytes(blob[-8:], "little")
