@@ -15,7 +15,7 @@ for t in $(seq 1 "$TRIALS"); do
     $PY zarr_v2.py chain "$URL" $c --storage-options "$S" --flush 30 2>/dev/null &
     PIDS+=($!)
   done
-  sleep "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.2f", 1.5 + 2.5*rand()}')"
+  sleep "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.2f", 4 + 5*rand()}')"
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   committed=$(cat "$URL"/_mcbackend/chains/*.json 2>/dev/null | $PY -c 'import sys,json,re; print([json.loads(x)["draws"] for x in re.findall(r"\{[^{}]*\}", sys.stdin.read())])')
