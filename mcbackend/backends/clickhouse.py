@@ -4,7 +4,13 @@ Tables::
 
     runs    (created_at, rid String, proto String)         one row per run, RunMeta base64
     chains  (rid String, chain_number UInt32, table_name String)
+    `<rid>__run`       (empty) created first: the atomic claim of the run id
     `<rid>_chain_<n>`  (_draw_idx UInt64, <variable>..., __stat_<stat>..., __shape_<col>...)
+    `<rid>_chain_<n>__writer`  (token, renewed) while a handle appends: the chain's lease
+
+``runs`` and the chain table names are those of published mcbackend 0.5.x, whose runs stay
+readable (``clickhouse_legacy``). Tables are created on the first write, never by reading.
+See formats/clickhouse.md.
 
 Scalars are plain columns, arrays are flattened into ``Array(T)`` (complex numbers as
 (real, imag) pairs), and dynamic shapes add an ``Array(UInt64)`` shape column. Column types
@@ -17,23 +23,36 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from .. import codec
-from .._validation import VariableSpec
-from ..columns import as_object_array
-from ..core import Backend, Chain, Run, positions, read_positions
-from ..deprecation import renamed
-from ..errors import RunExistsError, RunNotFoundError
+from ..columns import ColumnStore, as_object_array
+from ..core import Backend, Chain, Run
+from ..errors import ReadOnlyError, RunExistsError, RunNotFoundError
+from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
+from ..validation import VariableSpec
+from .clickhouse_lease import LEASE_SUFFIX, ChainLease
+from .clickhouse_legacy import chain_tables, legacy_values
+from .clickhouse_sql import (
+    ServerCode,
+    check_identifier,
+    quote_identifier,
+    quote_string,
+    server_code,
+    table_exists,
+    tables_named,
+)
 
 __all__ = ["ClickHouseBackend", "ClickHouseChain", "ClickHouseRun", "quote_identifier"]
+
+_log = logging.getLogger(__name__)
 
 _INT_TYPES = {
     "int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64",
@@ -43,13 +62,10 @@ _INT_TYPES = {
 }  # fmt: skip
 
 
-def quote_identifier(name: str) -> str:
-    """A ClickHouse identifier in backticks, backslash-escaped; control characters refused."""
-    if not name or any(ord(ch) < 32 for ch in name) or len(name) > 200:
-        raise ValueError(
-            f"{name!r} cannot be a ClickHouse identifier (empty, too long or control characters)."
-        )
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+#: Chain numbers are stored as UInt32.
+MAX_CHAIN_NUMBER = 2**32 - 1
+#: The name suffix of a run's claim table.
+CLAIM_SUFFIX = "__run"
 
 
 @dataclass(frozen=True)
@@ -72,17 +88,25 @@ class ServerTypes:
 
 
 @dataclass(frozen=True)
-class ClickHouseColumn(codec.ColumnMapping):
-    """How one variable or stat maps to columns of a chain table (and, for dynamic shapes, a
-    ``__shape_`` column), converted between NumPy and insert/query values."""
+class ColumnSpec:
+    """How one variable or stat maps to columns of a chain table."""
 
-    shape_prefix = "__shape_"
+    column: str
+    spec: VariableSpec
 
     @property
     def is_scalar(self) -> bool:
         return (
             self.spec.shape == () and not self.spec.undefined_ndim and self.spec.dtype.kind != "c"
         )
+
+    @property
+    def is_ragged(self) -> bool:
+        return self.spec.is_ragged
+
+    @property
+    def shape_column(self) -> str:
+        return f"__shape_{self.column}"
 
     def element_type(self, types: ServerTypes) -> str:
         if self.spec.is_str:
@@ -108,21 +132,32 @@ class ClickHouseColumn(codec.ColumnMapping):
             cols.append((self.shape_column, "Array(UInt64)"))
         return cols
 
-    # -- numpy -> insert values
+    # -- buffered columns -> insert values
 
-    def to_values(self, values) -> list[list]:
+    @property
+    def numpy_insertable(self) -> bool:
+        """clickhouse-driver inserts this column from a NumPy array (``use_numpy``)."""
+        return self.is_scalar and not self.spec.is_str
+
+    def to_values(self, rows, *, as_numpy: bool = False) -> list:
+        """Insert values of buffered rows (an array with a draw axis, or a list of draws)."""
         if self.is_scalar:
-            return [_scalar_list(np.asarray(values), self.spec)]
-        ragged = codec.Ragged.encode(values)
-        flat = [self._flat(v) for v in ragged.flat]
+            arr = np.asarray(rows)
+            return [_storable(arr, self.spec) if as_numpy else _scalar_list(arr, self.spec)]
+        if isinstance(rows, np.ndarray):  # rigid: one flat array per draw, in one conversion
+            flat = np.ascontiguousarray(rows).reshape(len(rows), -1)
+            if self.spec.dtype.kind == "c":
+                flat = flat.view(flat.real.dtype)
+            return [_scalar_list(flat, self.spec)]
+        flat = [self._flat(np.asarray(v)) for v in rows]
         if self.is_ragged:
-            return [flat, [list(shape) for shape in ragged.shapes]]
+            return [flat, [list(np.shape(v)) for v in rows]]
         return [flat]
 
     def _flat(self, v: np.ndarray) -> list:
         if self.spec.dtype.kind == "c":
-            v = codec.complex_to_pairs(v)
-        return _scalar_list(v, self.spec)
+            v = np.ascontiguousarray(v).view(v.real.dtype)
+        return _scalar_list(v.reshape(-1), self.spec)
 
     # -- query result -> numpy
 
@@ -130,14 +165,14 @@ class ClickHouseColumn(codec.ColumnMapping):
         raw = columns[self.column]
         if self.is_scalar:
             if self.spec.is_str:
-                return codec.str_draws(codec.str_array(raw))
+                return as_object_array([np.array(v) for v in raw])
             return np.array(raw, dtype=self.spec.dtype).reshape(n)
         shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
         out = []
         for flat, shape in zip(raw, shapes):
             arr = np.array(flat, dtype=self._storage_dtype())
             if self.spec.dtype.kind == "c":
-                arr = codec.complex_from_pairs(arr, self.spec.dtype)
+                arr = arr.view(self.spec.dtype)
             out.append(arr.reshape(tuple(int(s) for s in shape)))
         if self.spec.is_rigid:
             return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
@@ -147,26 +182,28 @@ class ClickHouseColumn(codec.ColumnMapping):
         if self.spec.is_str:
             return str
         if self.spec.dtype.kind == "c":
-            return codec.complex_part_dtype(self.spec.dtype)
+            return self.spec.dtype.type(0).real.dtype
         return self.spec.dtype
 
 
-def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
+def _storable(v: np.ndarray, spec: VariableSpec) -> np.ndarray:
+    """Values in a dtype the column type stores (float16 as Float32, bool as UInt8)."""
     if spec.dtype.kind == "f" and spec.dtype.itemsize == 2:
-        v = v.astype("float32")
+        return v.astype("float32")
     if spec.dtype.kind == "b":
-        v = v.astype("uint8")
-    return v.tolist()
+        return v.astype("uint8")
+    return v
 
 
-def clickhouse_columns(meta: RunMeta) -> dict[codec.Section, dict[str, ClickHouseColumn]]:
-    """Column mapping of variables and stats, by name; colliding column names refused."""
+def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
+    return _storable(v, spec).tolist()
+
+
+def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
     specs = {
-        codec.Section.DRAWS: {
-            v.name: ClickHouseColumn(v.name, VariableSpec.from_variable(v)) for v in meta.variables
-        },
-        codec.Section.STATS: {
-            v.name: ClickHouseColumn(f"__stat_{v.name}", VariableSpec.from_variable(v))
+        False: {v.name: ColumnSpec(v.name, VariableSpec.from_variable(v)) for v in meta.variables},
+        True: {
+            v.name: ColumnSpec(f"__stat_{v.name}", VariableSpec.from_variable(v))
             for v in meta.sample_stats
         },
     }
@@ -174,15 +211,34 @@ def clickhouse_columns(meta: RunMeta) -> dict[codec.Section, dict[str, ClickHous
     for group in specs.values():
         for c in group.values():
             names += [c.column, c.shape_column]
-    codec.check_unique_columns(names, "ClickHouse")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Names {duplicates} collide with ClickHouse column names.")
     return specs
+
+
+def check_names(meta: RunMeta) -> None:
+    """Refuse, before anything is created, names of tables or columns ClickHouse cannot hold."""
+    longest_table = f"{meta.rid}_chain_{MAX_CHAIN_NUMBER}{LEASE_SUFFIX}_stale_{'0' * 32}"
+    for table in (meta.rid + CLAIM_SUFFIX, longest_table):
+        check_identifier(table, f"Run id {meta.rid!r} gives table name")
+    for is_stat, group in column_specs(meta).items():
+        for c in group.values():
+            for name in c.names:
+                kind = "sample stat" if is_stat else "variable"
+                check_identifier(name, f"The {kind} {c.spec.name!r} gives column name")
 
 
 # ---- chains and runs -----------------------------------------------------------------------
 
 
 class ClickHouseChain(Chain):
-    """A chain stored in its own table; inserts are batched by count and time."""
+    """A chain stored in its own table; inserts are batched by count and time.
+
+    Draws wait in columns (NumPy arrays) and go to the server as one columnar INSERT. A handle
+    appends only while it holds the chain's lease (``clickhouse_lease``): a second writer is
+    refused with ``ChainLockedError``. Chains of 0.5.x runs (``legacy``) are read-only.
+    """
 
     def __init__(
         self,
@@ -191,97 +247,178 @@ class ClickHouseChain(Chain):
         *,
         client,
         table: str,
-        flush_every: int,
-        flush_seconds: float,
+        insert_every: int,
+        insert_interval: float,
+        lease_seconds: float = 600.0,
+        legacy: bool = False,
+        owns_client: bool = False,
     ) -> None:
         super().__init__(cmeta, rmeta)
         self._client = client
         self._table = quote_identifier(table)
-        self._columns = clickhouse_columns(rmeta)
-        self._flush_every = flush_every
-        self._flush_seconds = flush_seconds
-        self._pending: list[tuple[dict, dict]] = []
+        self._columns = column_specs(rmeta)
+        self._insert_every = insert_every
+        self._insert_interval = insert_interval
+        self._legacy = legacy
+        self._lease = ChainLease(client, table, lease_seconds)
+        self._as_numpy = all(
+            c.numpy_insertable for group in self._columns.values() for c in group.values()
+        )
+        self._new_buffers()
         self._last_insert = time.monotonic()
         self._committed = self._count()
+        # Give the lease up and disconnect an own client even if the handle is never closed.
+        self._finalizer = weakref.finalize(self, _finish, self._lease, client, owns_client)
+
+    def _new_buffers(self) -> None:
+        rows = self._insert_every
+        self._draws = ColumnStore(self._variable_specs.values(), rows)
+        self._stats = ColumnStore(self._stat_specs.values(), rows)
 
     def _count(self) -> int:
         return int(self._client.execute(f"SELECT count() FROM {self._table}")[0][0])
 
     # ---- writing ------------------------------------------------------------------------
 
+    def _take_lease(self) -> None:
+        if self._lease.held:
+            return
+        if self._legacy:
+            raise ReadOnlyError(
+                f"Chain '{self.cid}' was written by mcbackend 0.5.x; it is read-only here."
+            )
+        self._lease.acquire()
+        self._committed = self._count()  # a previous writer may have added draws
+
     def _append(self, draw, stats) -> None:
-        self._pending.append((_copied(draw), _copied(stats)))  # the caller may reuse its arrays
-        due_by_time = time.monotonic() - self._last_insert >= self._flush_seconds
-        if len(self._pending) >= self._flush_every or due_by_time:
+        self._take_lease()
+        self._draws.append(draw)  # copies into the buffer: the caller may reuse its arrays
+        self._stats.append(stats)
+        self._flush_if_due()
+
+    def _append_many(self, draws, stats, n: int) -> None:
+        self._take_lease()
+        self._draws.extend_rows(draws, 0, n)
+        self._stats.extend_rows(stats, 0, n)
+        self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        due_by_time = time.monotonic() - self._last_insert >= self._insert_interval
+        if self._draws.length >= self._insert_every or due_by_time:
             self.flush()
 
     def flush(self, wait: bool = True) -> None:
         """Insert the pending draws in one INSERT (always before returning)."""
-        if not self._pending:
+        n = self._draws.length
+        if not n:
             return
-        n = len(self._pending)
+        self._lease.confirm()
+        as_numpy = self._as_numpy
+        start = self._committed
         names = ["_draw_idx"]
-        values: list[list] = [list(range(self._committed, self._committed + n))]
-        for section, columns in self._columns.items():
+        values: list = [
+            np.arange(start, start + n, dtype=np.uint64)
+            if as_numpy
+            else list(range(start, start + n))
+        ]
+        for is_stat, columns in self._columns.items():
+            store = self._stats if is_stat else self._draws
             for name, c in columns.items():
-                batch = [
-                    (s if section is codec.Section.STATS else d)[name] for d, s in self._pending
-                ]
                 names += c.names
-                values += c.to_values(batch)
+                values += c.to_values(store.rows(name, 0, n), as_numpy=as_numpy)
         quoted = ", ".join(quote_identifier(n) for n in names)
-        self._client.execute(f"INSERT INTO {self._table} ({quoted}) VALUES", values, columnar=True)
+        self._client.execute(
+            f"INSERT INTO {self._table} ({quoted}) VALUES",
+            values,
+            columnar=True,
+            settings={"use_numpy": True} if as_numpy else None,
+        )
         self._committed += n
-        self._pending.clear()
+        self._new_buffers()
         self._last_insert = time.monotonic()
 
     # ---- reading ------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        if not self._pending:
+        if not self._draws.length:
             self._committed = self._count()
-        return self._committed + len(self._pending)
+        return self._committed + self._draws.length
 
-    def _read(self, c: ClickHouseColumn, lo: int, hi: int) -> np.ndarray:
-        names = c.names
+    def _read(self, c: ColumnSpec, lo: int, hi: int) -> np.ndarray:
+        names = [c.column] if self._legacy else c.names
         quoted = ", ".join(quote_identifier(n) for n in names)
         rows = self._client.execute(
             f"SELECT {quoted} FROM {self._table} "
-            "WHERE _draw_idx >= %(lo)s AND _draw_idx < %(hi)s ORDER BY _draw_idx",
-            {"lo": lo, "hi": hi},
+            f"WHERE _draw_idx >= {int(lo)} AND _draw_idx < {int(hi)} ORDER BY _draw_idx",
             columnar=True,
         )
         columns = dict(zip(names, rows)) if rows else {n: [] for n in names}
+        if self._legacy:
+            return legacy_values(c.spec, list(columns[c.column]), hi - lo)
         return c.from_values(columns, hi - lo)
 
-    def _get_values(self, spec, slc, *, section):
+    def _get_values(self, spec, slc, *, is_stat):
         self.flush()  # reads see every appended draw
-        c = self._columns[section][spec.name]
+        c = self._columns[is_stat][spec.name]
         return read_positions(positions(slc, len(self)), lambda lo, hi: self._read(c, lo, hi))
 
     def close(self) -> None:
+        """Insert pending draws, give the lease up, and disconnect a client made for this chain."""
         self.flush()
+        self._finalizer()
+
+
+def _finish(lease: ChainLease, client, owns_client: bool) -> None:
+    try:
+        lease.release()
+    except Exception as ex:  # the server may be gone: the lease then expires by itself
+        _log.debug("Could not release %s: %s", lease.name, str(ex).splitlines()[0])
+    if owns_client:
+        client.disconnect()
 
 
 class ClickHouseRun(Run):
-    def __init__(self, meta: RunMeta, backend: ClickHouseBackend, created_at=None) -> None:
+    def __init__(
+        self, meta: RunMeta, backend: ClickHouseBackend, created_at=None, *, legacy: bool = False
+    ) -> None:
         super().__init__(meta)
         self._backend = backend
         self.created_at = created_at
+        #: Written by mcbackend 0.5.x: chains are found by table name and are read-only.
+        self.legacy = legacy
         self._chains: dict[int, ClickHouseChain] = {}
 
     def _init_chain(self, chain_number: int) -> ClickHouseChain:
+        if self.legacy:
+            raise ReadOnlyError(
+                f"Run '{self.meta.rid}' was written by mcbackend 0.5.x; it is read-only here."
+            )
+        if chain_number > MAX_CHAIN_NUMBER:
+            raise ValueError(
+                f"Chain number {chain_number} is too large for ClickHouse "
+                f"(at most {MAX_CHAIN_NUMBER})."
+            )
         b = self._backend
         table = f"{self.meta.rid}_chain_{chain_number}"
         columns = [("_draw_idx", "UInt64")]
-        for group in clickhouse_columns(self.meta).values():
+        for group in column_specs(self.meta).values():
             for c in group.values():
                 columns += c.columns(b.types)
         definition = ", ".join(f"{quote_identifier(n)} {t}" for n, t in columns)
-        b.client.execute(
-            f"CREATE TABLE {quote_identifier(table)} ({definition}) "
-            "ENGINE = MergeTree() ORDER BY _draw_idx"
-        )
+        try:  # without IF NOT EXISTS: of two processes creating one chain, one is refused
+            b.client.execute(
+                f"CREATE TABLE {quote_identifier(table)} ({definition}) "
+                "ENGINE = MergeTree() ORDER BY _draw_idx"
+            )
+        except Exception as ex:
+            if server_code(ex) in (
+                ServerCode.TABLE_ALREADY_EXISTS,
+                ServerCode.TABLE_IS_BEING_CREATED,
+            ):
+                raise ValueError(
+                    f"Chain {chain_number} already exists in run '{self.meta.rid}'."
+                ) from None
+            raise
         b.client.execute(
             "INSERT INTO chains (rid, chain_number, table_name) VALUES",
             [{"rid": self.meta.rid, "chain_number": chain_number, "table_name": table}],
@@ -295,9 +432,12 @@ class ClickHouseRun(Run):
                 ChainMeta(rid=self.meta.rid, chain_number=chain_number),
                 self.meta,
                 client=b.client_fn() if b.client_fn else b.client,
+                owns_client=b.client_fn is not None,
                 table=table,
-                flush_every=b.flush_every,
-                flush_seconds=b.flush_seconds,
+                insert_every=b.insert_every,
+                insert_interval=b.insert_interval,
+                lease_seconds=b.lease_seconds,
+                legacy=self.legacy,
             )
         return self._chains[chain_number]
 
@@ -324,13 +464,21 @@ class ClickHouseRun(Run):
         return problems
 
     def get_chains(self) -> list[ClickHouseChain]:
-        rows = self._backend.client.execute(
-            "SELECT chain_number, table_name FROM chains WHERE rid = %(rid)s ORDER BY chain_number",
-            {"rid": self.meta.rid},
-        )
-        for number, table in rows:
-            self._chain(int(number), table)
+        for number, table in self._stored_chains():
+            self._chain(number, table)
         return [self._chains[n] for n in sorted(self._chains)]
+
+    def _stored_chains(self) -> list[tuple[int, str]]:
+        client = self._backend.client
+        if self.legacy:
+            pattern, prefix = chain_tables(self.meta.rid)
+            tables = tables_named(client, pattern, prefix)
+            return [(int(t[len(prefix) :]), t) for t in tables]
+        rows = client.execute(
+            "SELECT chain_number, table_name FROM chains "
+            f"WHERE rid = {quote_string(self.meta.rid)} ORDER BY chain_number"
+        )
+        return [(int(number), table) for number, table in rows]
 
 
 class ClickHouseBackend(Backend):
@@ -340,13 +488,17 @@ class ClickHouseBackend(Backend):
     ----------
     client
         A ``clickhouse_driver.Client`` used for metadata (and chains, without ``client_fn``).
+        The caller keeps it and disconnects it.
     client_fn
-        A callable returning a new client; each chain then gets its own client.
-    flush_every, flush_seconds
+        A callable returning a new client; each chain then gets its own client. Clients made
+        with it are disconnected when their chain (or this backend) is closed or collected.
+    insert_every, insert_interval
         Insert a chain's pending draws when there are this many, or when this many seconds
         passed since its last insert. Pending draws are also inserted before any read and on
-        ``flush()``/``close()``. (``insert_every`` and ``insert_interval`` are their
-        deprecated names.)
+        ``flush()``/``close()``.
+    lease_seconds
+        A chain's writer that neither closed nor wrote for this long (e.g. it crashed) can be
+        replaced by another; until then other handles are refused with ``ChainLockedError``.
     """
 
     def __init__(
@@ -354,34 +506,27 @@ class ClickHouseBackend(Backend):
         client=None,
         client_fn: Callable[[], Any] | None = None,
         *,
-        flush_every: int = 100,
-        flush_seconds: float = 1.0,
-        insert_every: int | None = None,
-        insert_interval: float | None = None,
+        insert_every: int = 100,
+        insert_interval: float = 1.0,
+        lease_seconds: float = 600.0,
     ) -> None:
-        flush_every = renamed("insert_every", "flush_every", insert_every, flush_every, 100)
-        flush_seconds = renamed(
-            "insert_interval", "flush_seconds", insert_interval, flush_seconds, 1.0
-        )
-        if client is None:
-            if client_fn is None:
-                raise ValueError(
-                    "Pass a clickhouse_driver.Client (client=) or a factory (client_fn=)."
-                )
-            client = client_fn()
-        self.client = client
+        if client is None and client_fn is None:
+            raise ValueError("Pass a clickhouse_driver.Client (client=) or a factory (client_fn=).")
+        self.client = client if client is not None else client_fn()
         self.client_fn = client_fn
-        self.flush_every = flush_every
-        self.flush_seconds = flush_seconds
+        self.insert_every = insert_every
+        self.insert_interval = insert_interval
+        self.lease_seconds = lease_seconds
+        self._disconnect = (
+            weakref.finalize(self, self.client.disconnect) if client is None else lambda: None
+        )
         version = self.client.execute("SELECT version()")[0][0]
         self.types = ServerTypes(tuple(int(p) for p in version.split(".")[:2]))
-        self._ensure_tables()
 
     def close(self) -> None:
-        """Refuse new runs and disconnect the clients this backend made with ``client_fn``."""
+        """Refuse new runs and disconnect the client this backend made with ``client_fn``."""
         super().close()
-        if self.client_fn is not None:
-            self.client.disconnect()
+        self._disconnect()
 
     @classmethod
     def from_url(cls, *, host: str, port: int, database: str, user: str, password: str):
@@ -394,22 +539,8 @@ class ClickHouseBackend(Backend):
 
         return cls(client_fn=connect)
 
-    @classmethod
-    def open_root_url(
-        cls, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
-    ) -> ClickHouseBackend:
-        """The backend of ``clickhouse://user:password@host:port/database``."""
-        return _connect(url, with_rid=False)[0]
-
-    @classmethod
-    def open_run_url(
-        cls, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
-    ) -> ClickHouseRun:
-        """The run at ``clickhouse://user:password@host:port/database/<rid>``."""
-        backend, rid = _connect(url, with_rid=True)
-        return backend.get_run(rid)
-
     def _ensure_tables(self) -> None:
+        """Create the shared tables; only ever called to write."""
         self.client.execute(
             f"CREATE TABLE IF NOT EXISTS runs (created_at {self.types.timestamp}, "
             "rid String, proto String) ENGINE = MergeTree() ORDER BY rid"
@@ -420,13 +551,21 @@ class ClickHouseBackend(Backend):
         )
 
     def _init_run(self, meta: RunMeta) -> ClickHouseRun:
-        clickhouse_columns(meta)
-        quote_identifier(f"{meta.rid}_chain_0")
-        exists = self.client.execute(
-            "SELECT count() FROM runs WHERE rid = %(rid)s", {"rid": meta.rid}
-        )[0][0]
-        if exists:
-            raise RunExistsError(f"A run with id '{meta.rid}' already exists in ClickHouse.")
+        check_names(meta)
+        self._ensure_tables()
+        exists = RunExistsError(f"A run with id '{meta.rid}' already exists in ClickHouse.")
+        if self._run_rows(meta.rid):
+            raise exists
+        claim = quote_identifier(meta.rid + CLAIM_SUFFIX)
+        try:  # the atomic claim of the id: of concurrent creators exactly one succeeds
+            self.client.execute(f"CREATE TABLE {claim} (rid String) ENGINE = Null")
+        except Exception as ex:
+            if server_code(ex) in (
+                ServerCode.TABLE_ALREADY_EXISTS,
+                ServerCode.TABLE_IS_BEING_CREATED,
+            ):
+                raise exists from None
+            raise
         created_at = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         proto = base64.b64encode(bytes(meta)).decode("ascii")
         self.client.execute(
@@ -435,12 +574,23 @@ class ClickHouseBackend(Backend):
         )
         return ClickHouseRun(meta, self, created_at)
 
+    def _run_rows(self, rid: str) -> list[tuple]:
+        if not table_exists(self.client, "runs"):
+            return []
+        return self.client.execute(
+            f"SELECT created_at, proto FROM runs WHERE rid = {quote_string(rid)}"
+        )
+
     def get_runs(self):
         """A DataFrame of all runs, indexed by rid: rid, created_at, meta (the ``RunMeta``;
         also as ``proto``, the column name of earlier mcbackend releases)."""
         import pandas as pd
 
-        rows = self.client.execute("SELECT created_at, rid, proto FROM runs ORDER BY created_at")
+        rows = []
+        if table_exists(self.client, "runs"):
+            rows = self.client.execute(
+                "SELECT created_at, rid, proto FROM runs ORDER BY created_at"
+            )
         metas = [RunMeta.parse(base64.b64decode(p)) for _, _, p in rows]
         frame = pd.DataFrame(
             {"rid": [r for _, r, _ in rows], "created_at": [c for c, _, _ in rows], "meta": metas}
@@ -449,35 +599,10 @@ class ClickHouseBackend(Backend):
         return frame.set_index("rid", drop=False)
 
     def get_run(self, rid: str) -> ClickHouseRun:
-        rows = self.client.execute(
-            "SELECT created_at, proto FROM runs WHERE rid = %(rid)s", {"rid": rid}
-        )
+        rows = self._run_rows(rid)
         if not rows:
             raise RunNotFoundError(f"No run with id '{rid}' in ClickHouse.")
         created_at, proto = rows[0]
-        return ClickHouseRun(RunMeta.parse(base64.b64decode(proto)), self, created_at)
-
-
-def _connect(url: str, *, with_rid: bool) -> tuple[ClickHouseBackend, str]:
-    """A backend for a ``clickhouse://`` URL, and the run id the URL ends with."""
-    parts = urlsplit(url)
-    segments = [unquote(s) for s in parts.path.strip("/").split("/") if s]
-    if not with_rid:
-        segments.append("-")
-    if len(segments) != 2:
-        raise ValueError(
-            f"ClickHouse run URLs look like clickhouse://host:port/database/<rid>; got {url!r}."
-        )
-    database, rid = segments
-    backend = ClickHouseBackend.from_url(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 9000,
-        database=database,
-        user=unquote(parts.username) if parts.username else "default",
-        password=unquote(parts.password) if parts.password else "",
-    )
-    return backend, rid
-
-
-def _copied(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in values.items()}
+        legacy = not table_exists(self.client, rid + CLAIM_SUFFIX)
+        meta = RunMeta.parse(base64.b64decode(proto))  # 0.5.x wrapped lines: ignored
+        return ClickHouseRun(meta, self, created_at, legacy=legacy)
