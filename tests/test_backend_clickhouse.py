@@ -64,6 +64,11 @@ NASTY = [
     "x'); DROP TABLE runs; --",
     "back\\slash",
     "spa ce ü",
+    "pct%",
+    "r%(lo)s",
+    "%(x)s",
+    "%%",
+    "%s%d",
 ]
 
 
@@ -89,6 +94,119 @@ def test_hostile_names_are_quoted_not_executed(database, nasty):
     assert chain.get_stats(nasty).all()
     tables = {t for (t,) in client.execute("SHOW TABLES")}
     assert {"runs", "chains", f"{meta.rid}_chain_0"} <= tables
+
+
+@pytest.mark.clickhouse
+def test_percent_in_run_id_or_name_reads_its_own_data(database):
+    """The driver %-formats queries that have parameters: ``r%(lo)s`` used to read ``r0``."""
+    backend = mcb.ClickHouseBackend(connect(database))
+    tag = uuid.uuid4().hex[:6]
+    rids = [f"r0{tag}", f"r%(lo)s{tag}", f"r%%(lo)s{tag}", f"r%{tag}"]
+    names = ["lo", "%(lo)s", "%%", "%"]
+    for i, rid in enumerate(rids):
+        meta = RunMeta(rid=rid, variables=[Variable(n, "int64", []) for n in names])
+        chain = backend.init_run(meta).init_chain(0)
+        for d in range(3):
+            chain.append({n: 1000 * i + 10 * j + d for j, n in enumerate(names)})
+        chain.close()
+    reader = mcb.ClickHouseBackend(connect(database))
+    for i, rid in enumerate(rids):
+        (chain,) = reader.get_run(rid).get_chains()
+        for j, n in enumerate(names):
+            assert chain.get_draws(n).tolist() == [1000 * i + 10 * j + d for d in range(3)]
+            assert chain.get_draws_at(2, [n])[n] == 1000 * i + 10 * j + 2
+    assert set(rids) <= set(reader.get_runs().rid)
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize(
+    "variables, match",
+    [
+        ([Variable("ü" * 81, "float64", [])], "too long for ClickHouse"),
+        ([Variable("x" * 241, "float64", [])], "too long for ClickHouse"),
+        ([Variable("x" * 233, "float64", [-1])], "__shape_"),  # its shape column is too long
+        ([Variable("a\nb", "float64", [])], "control characters"),
+    ],
+)
+def test_names_checked_at_init_run_leave_no_orphan(database, variables, match):
+    backend = mcb.ClickHouseBackend(connect(database))
+    meta = make_meta(variables)
+    with pytest.raises(ValueError, match=match):
+        backend.init_run(meta)
+    assert meta.rid not in set(backend.get_runs().rid)
+    with pytest.raises(mcb.RunNotFoundError):
+        backend.get_run(meta.rid)
+
+
+@pytest.mark.clickhouse
+def test_longest_accepted_names_are_stored(database):
+    """Names just within the checked limit really fit the server (files named after them)."""
+    backend = mcb.ClickHouseBackend(connect(database))
+    rid = "é" * 20 + uuid.uuid4().hex[:8]  # 128 bytes on disk; with the lease prefix < 240
+    variables = [Variable("ü" * 40, "float64", [2]), Variable("x" * 232, "int8", [-1])]
+    run = backend.init_run(RunMeta(rid=rid, variables=variables))
+    chain = run.init_chain(2**32 - 1)
+    chain.append({"ü" * 40: [1.0, 2.0], "x" * 232: [1, 2, 3]})
+    run.close()
+    (chain,) = mcb.ClickHouseBackend(connect(database)).get_run(rid).get_chains()
+    assert chain.cmeta.chain_number == 2**32 - 1
+    assert chain.get_draws("x" * 232)[0].tolist() == [1, 2, 3]
+
+
+@pytest.mark.clickhouse
+def test_too_long_run_id_and_reserved_prefix_refused_at_init_run(database):
+    backend = mcb.ClickHouseBackend(connect(database))
+    for rid, match in [("ü" * 60, "too long"), ("__mcb_run_x", "reserved")]:
+        with pytest.raises(ValueError, match=match):
+            backend.init_run(RunMeta(rid=rid, variables=[Variable("a", "float64", [])]))
+        assert rid not in set(backend.get_runs().rid)
+
+
+@pytest.mark.clickhouse
+def test_chain_numbers_beyond_uint32_refused_before_create_table(database):
+    client = connect(database)
+    backend = mcb.ClickHouseBackend(client)
+    run = backend.init_run(make_meta([Variable("a", "float64", [])]))
+    before = {t for (t,) in client.execute("SHOW TABLES")}
+    with pytest.raises(ValueError, match="too large for ClickHouse"):
+        run.init_chain(2**32)
+    assert {t for (t,) in client.execute("SHOW TABLES")} == before
+    assert run.get_chains() == []
+
+
+@pytest.mark.clickhouse
+def test_no_connection_left_open(database):
+    """Clients made with client_fn are disconnected (ResourceWarning: unclosed socket)."""
+    code = f"""
+import gc, warnings
+warnings.simplefilter("error", ResourceWarning)
+import clickhouse_driver, mcbackend as mcb
+from mcbackend.meta import RunMeta, Variable
+connect = lambda: clickhouse_driver.Client({HOST!r}, database={database!r})
+backend = mcb.ClickHouseBackend(client_fn=connect)
+run = backend.init_run(RunMeta(rid="leak" + {uuid.uuid4().hex!r},
+    variables=[Variable("a", "float64", [])], sample_stats=[Variable("tune", "bool", [])]))
+for c in range(2):
+    chain = run.init_chain(c)
+    for i in range(5):
+        chain.append({{"a": float(i)}}, {{"tune": i < 2}})
+run.close()
+backend.close()
+for _ in range(3):  # read back the way to_inferencedata users do, never closing anything
+    tree = mcb.ClickHouseBackend(client_fn=connect).get_run(run.rid).to_inferencedata()
+    assert tree["posterior"].sizes["draw"] == 3
+    tree = mcb.open_run("clickhouse://{HOST}:9000/{database}/" + run.rid).to_inferencedata()
+del backend, run, chain, tree
+gc.collect()
+print("clean")
+"""
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", code],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "clean", out.stderr[-3000:]
+    assert "ResourceWarning" not in out.stderr, out.stderr[-3000:]
 
 
 def test_quote_identifier_refuses_control_characters():

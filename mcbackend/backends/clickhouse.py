@@ -4,9 +4,12 @@ Tables::
 
     runs    (created_at, rid String, proto String)         one row per run, RunMeta base64
     chains  (rid String, chain_number UInt32, table_name String)
-    `<rid>__run`       (empty) created first: the atomic claim of the run id
+    `__mcb_run_<rid>`  (empty) created first: the atomic claim of the run id
     `<rid>_chain_<n>`  (_draw_idx UInt64, <variable>..., __stat_<stat>..., __shape_<col>...)
-    `<rid>_chain_<n>__writer`  (token, renewed) while a handle appends: the chain's lease
+    `__mcb_writer_<rid>_chain_<n>`  (token, renewed) while a handle appends: the chain's lease
+
+Tables of this backend's own start with ``__mcb_`` (run ids may not), so that mcbackend 0.5.x,
+which takes every table whose name starts with the run id for a chain, still lists chains.
 
 ``runs`` and the chain table names are those of published mcbackend 0.5.x, whose runs stay
 readable (``clickhouse_legacy``). Tables are created on the first write, never by reading.
@@ -38,7 +41,7 @@ from ..errors import ReadOnlyError, RunExistsError, RunNotFoundError
 from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
-from .clickhouse_lease import LEASE_SUFFIX, ChainLease
+from .clickhouse_lease import LEASE_PREFIX, ChainLease
 from .clickhouse_legacy import chain_tables, legacy_values
 from .clickhouse_sql import (
     ServerCode,
@@ -64,8 +67,10 @@ _INT_TYPES = {
 
 #: Chain numbers are stored as UInt32.
 MAX_CHAIN_NUMBER = 2**32 - 1
-#: The name suffix of a run's claim table.
-CLAIM_SUFFIX = "__run"
+#: Tables this backend makes besides runs and chains start with this; run ids may not.
+RESERVED_PREFIX = "__mcb_"
+#: The name prefix of a run's claim table.
+CLAIM_PREFIX = RESERVED_PREFIX + "run_"
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,10 @@ def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
 
 def check_names(meta: RunMeta) -> None:
     """Refuse, before anything is created, names of tables or columns ClickHouse cannot hold."""
-    longest_table = f"{meta.rid}_chain_{MAX_CHAIN_NUMBER}{LEASE_SUFFIX}_stale_{'0' * 32}"
-    for table in (meta.rid + CLAIM_SUFFIX, longest_table):
+    if meta.rid.startswith(RESERVED_PREFIX):
+        raise ValueError(f"Run ids starting with {RESERVED_PREFIX!r} are reserved in ClickHouse.")
+    longest_table = f"{LEASE_PREFIX}{meta.rid}_chain_{MAX_CHAIN_NUMBER}"
+    for table in (CLAIM_PREFIX + meta.rid, longest_table):
         check_identifier(table, f"Run id {meta.rid!r} gives table name")
     for is_stat, group in column_specs(meta).items():
         for c in group.values():
@@ -556,7 +563,7 @@ class ClickHouseBackend(Backend):
         exists = RunExistsError(f"A run with id '{meta.rid}' already exists in ClickHouse.")
         if self._run_rows(meta.rid):
             raise exists
-        claim = quote_identifier(meta.rid + CLAIM_SUFFIX)
+        claim = quote_identifier(CLAIM_PREFIX + meta.rid)
         try:  # the atomic claim of the id: of concurrent creators exactly one succeeds
             self.client.execute(f"CREATE TABLE {claim} (rid String) ENGINE = Null")
         except Exception as ex:
@@ -603,6 +610,6 @@ class ClickHouseBackend(Backend):
         if not rows:
             raise RunNotFoundError(f"No run with id '{rid}' in ClickHouse.")
         created_at, proto = rows[0]
-        legacy = not table_exists(self.client, rid + CLAIM_SUFFIX)
+        legacy = not table_exists(self.client, CLAIM_PREFIX + rid)
         meta = RunMeta.parse(base64.b64decode(proto))  # 0.5.x wrapped lines: ignored
         return ClickHouseRun(meta, self, created_at, legacy=legacy)

@@ -2,7 +2,7 @@
 
 ClickHouse 18.16 has no transactions, but creating a table is atomic: of several
 ``CREATE TABLE`` of one name (without ``IF NOT EXISTS``) exactly one succeeds. A writer
-takes a chain by creating ``<chain table>__writer`` holding its random token and a
+takes a chain by creating ``__mcb_writer_<chain table>`` holding its random token and a
 heartbeat (server time); it drops the table on close. Before every insert the writer
 checks the table still holds its token, and renews the heartbeat now and then.
 
@@ -19,9 +19,11 @@ import uuid
 from ..errors import ChainLockedError
 from .clickhouse_sql import ServerCode, quote_identifier, quote_string, server_code
 
-__all__ = ["LEASE_SUFFIX", "ChainLease"]
+__all__ = ["LEASE_PREFIX", "STALE_PREFIX", "ChainLease"]
 
-LEASE_SUFFIX = "__writer"
+LEASE_PREFIX = "__mcb_writer_"
+#: Where a stale lease is moved (by the one taker whose RENAME succeeds) to be dropped.
+STALE_PREFIX = "__mcb_stale_"
 
 
 class ChainLease:
@@ -29,7 +31,7 @@ class ChainLease:
 
     def __init__(self, client, chain_table: str, seconds: float) -> None:
         self._client = client
-        self.name = chain_table + LEASE_SUFFIX
+        self.name = LEASE_PREFIX + chain_table
         self._table = quote_identifier(self.name)
         self._chain_table = chain_table
         self._seconds = seconds
@@ -122,7 +124,7 @@ class ChainLease:
     def _take_over(self) -> bool:
         """Move a stale lease aside; only one of several takers succeeds. A lease found fresh
         once moved (another taker renewed it meanwhile) is put back, and the take-over fails."""
-        moved = f"{self.name}_stale_{self._token}"
+        moved = STALE_PREFIX + self._token
         try:
             self._client.execute(f"RENAME TABLE {self._table} TO {quote_identifier(moved)}")
         except Exception as ex:

@@ -4,7 +4,7 @@ Its layout: one row per run in ``runs (created_at, rid, proto)`` (``proto``: the
 in base64 with line breaks), and one ``TinyLog`` table per chain named ``<rid>_chain_<n>``
 with ``_draw_idx`` and a column per variable (``__stat_<name>`` per stat) whose type nests
 ``Array(...)`` once per dimension. There is no ``chains`` table: chains are the tables
-named after the run. Runs written by this mcbackend have a claim table ``<rid>__run``;
+named after the run. Runs written by this mcbackend have a claim table ``__mcb_run_<rid>``;
 a run without one is a 0.5.x run.
 """
 
