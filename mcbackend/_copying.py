@@ -32,11 +32,7 @@ def copy_run(run: Run, destination: Backend, *, batch: int = 1000, progress: boo
                 slc = slice(lo, min(lo + batch, length))
                 draws = {n: chain.get_draws(n, slc) for n in var_names}
                 stats = {n: chain.get_stats(n, slc) for n in stat_names}
-                for i in range(slc.stop - slc.start):
-                    out.append(
-                        {n: v[i] for n, v in draws.items()},
-                        {n: v[i] for n, v in stats.items()} if stat_names else None,
-                    )
+                out.append_many(draws, stats if stat_names else None)
                 bar.update(slc.stop - slc.start)
             out.close()
     finally:

@@ -32,7 +32,7 @@ class TestClickHouse(BackendConformance):
 
     @pytest.fixture
     def backend(self, database):
-        return mcb.ClickHouseBackend(connect(database), flush_every=8)
+        return mcb.ClickHouseBackend(connect(database), insert_every=8)
 
     def reopen(self, backend, run):
         database = backend.client.connection.database
@@ -48,7 +48,7 @@ class TestClickHouseUnflushed(BackendConformance):
     @pytest.fixture
     def backend(self, database):
         return mcb.ClickHouseBackend(
-            client_fn=lambda: connect(database), flush_every=10**6, flush_seconds=10**6
+            client_fn=lambda: connect(database), insert_every=10**6, insert_interval=10**6
         )
 
     def finish(self, run):
@@ -237,7 +237,7 @@ def test_client_fn_gives_each_chain_its_own_client(database):
 
 @pytest.mark.clickhouse
 def test_reader_in_other_process_sees_committed_draws(database):
-    backend = mcb.ClickHouseBackend(connect(database), flush_every=5)
+    backend = mcb.ClickHouseBackend(connect(database), insert_every=5)
     meta = make_meta([Variable("a", "int64", [])])
     chain = backend.init_run(meta).init_chain(0)
     for i in range(12):
@@ -269,11 +269,36 @@ def test_server_types_chosen_by_version(database):
 
 
 @pytest.mark.clickhouse
-def test_insert_every_is_a_deprecated_name_of_flush_every(database):
-    with pytest.warns(DeprecationWarning, match="'insert_every' is deprecated"):
-        backend = mcb.ClickHouseBackend(connect(database), insert_every=3, insert_interval=10**6)
-    assert (backend.flush_every, backend.flush_seconds) == (3, 10**6)
-    chain = backend.init_run(make_meta([Variable("a", "int64", [])])).init_chain(0)
-    for i in range(4):
-        chain.append({"a": i})
-    assert chain._committed == 3  # one insert of three, one draw pending
+@pytest.mark.parametrize("engine", ["StripeLog", "MergeTree"])
+def test_chain_table_engines(database, engine):
+    backend = mcb.ClickHouseBackend(connect(database), engine=engine)
+    meta = make_meta([Variable("a", "float64", [2]), Variable("i", "int32", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    chain.append_many({"a": np.ones((30, 2)), "i": np.arange(30)})
+    chain.append({"a": [2.0, 3.0], "i": 30})
+    chain.close()
+    (chain,) = mcb.ClickHouseBackend(connect(database)).get_run(meta.rid).get_chains()
+    assert chain.get_draws("i").tolist() == list(range(31))
+    assert chain.get_draws("a")[-1].tolist() == [2.0, 3.0]
+    found = backend.client.execute(
+        "SELECT engine FROM system.tables WHERE database = currentDatabase() "
+        f"AND name = '{meta.rid}_chain_0'"
+    )
+    assert found == [(engine,)]
+    with pytest.raises(ValueError, match="engine must be one of"):
+        mcb.ClickHouseBackend(connect(database), engine="Memory")
+
+
+@pytest.mark.clickhouse
+def test_inserts_bounded_by_bytes(database):
+    """A batch is inserted once its draws take ``insert_bytes``, however large insert_every."""
+    backend = mcb.ClickHouseBackend(
+        connect(database), insert_every=10**6, insert_interval=10**6, insert_bytes=8000
+    )
+    meta = make_meta([Variable("x", "float64", [100])])  # 800 bytes a draw
+    chain = backend.init_run(meta).init_chain(0)
+    for _ in range(25):
+        chain.append({"x": np.zeros(100)})
+    stored = backend.client.execute(f"SELECT count() FROM `{meta.rid}_chain_0`")[0][0]
+    assert stored == 20  # two inserts of 10 draws; 5 pending
+    chain.close()

@@ -101,3 +101,25 @@ def test_copy_refuses_existing_run_and_keeps_it(tmp_path):
         mcb.copy_run(run, dest)
     assert_same(dest.get_run(run.meta.rid), written)
     assert np.all([len(c) == 37 for c in dest.get_run(run.meta.rid).get_chains()])
+
+
+def test_copy_appends_in_batches(monkeypatch):
+    """copy_run stores batches with append_many, never draw by draw."""
+    from mcbackend.backends.numpy import NumPyChain
+
+    run, written = filled(mcb.NumPyBackend(), n=25)
+    batches = []
+    original = NumPyChain._append_many
+
+    def counting(self, draws, stats, n):
+        batches.append(n)
+        return original(self, draws, stats, n)
+
+    def refuse(self, draw, stats):
+        raise AssertionError("copy_run appended a single draw")
+
+    monkeypatch.setattr(NumPyChain, "_append_many", counting)
+    monkeypatch.setattr(NumPyChain, "_append", refuse)
+    copied = mcb.copy_run(run, mcb.NumPyBackend(), batch=10)
+    assert batches == [10, 10, 5, 10, 10, 5]
+    assert_same(copied, written)
