@@ -191,6 +191,7 @@ for c in range(2):
     for i in range(5):
         chain.append({{"a": float(i)}}, {{"tune": i < 2}})
 run.close()
+assert run.to_inferencedata()["posterior"].sizes["draw"] == 3  # reconnects after close
 backend.close()
 for _ in range(3):  # read back the way to_inferencedata users do, never closing anything
     tree = mcb.ClickHouseBackend(client_fn=connect).get_run(run.rid).to_inferencedata()

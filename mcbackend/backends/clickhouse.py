@@ -281,7 +281,8 @@ class ClickHouseChain(Chain):
         self._last_insert = time.monotonic()
         self._committed = self._count()
         # Give the lease up and disconnect an own client even if the handle is never closed.
-        self._finalizer = weakref.finalize(self, _finish, self._lease, client, owns_client)
+        self._owns_client = owns_client
+        weakref.finalize(self, _finish, self._lease, client, owns_client)
 
     def _new_buffers(self) -> None:
         rows = self._insert_every
@@ -378,7 +379,7 @@ class ClickHouseChain(Chain):
     def close(self) -> None:
         """Insert pending draws, give the lease up, and disconnect a client made for this chain."""
         self.flush()
-        self._finalizer()
+        _finish(self._lease, self._client, self._owns_client)  # reading later reconnects
 
 
 def _draw_bytes(spec: VariableSpec) -> int:
@@ -549,16 +550,17 @@ class ClickHouseBackend(Backend):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}.")
         self.engine = ENGINES[engine]
-        self._disconnect = (
-            weakref.finalize(self, self.client.disconnect) if client is None else lambda: None
-        )
+        self._owns_client = client is None
+        if self._owns_client:
+            weakref.finalize(self, self.client.disconnect)
         version = self.client.execute("SELECT version()")[0][0]
         self.types = ServerTypes(tuple(int(p) for p in version.split(".")[:2]))
 
     def close(self) -> None:
         """Refuse new runs and disconnect the client this backend made with ``client_fn``."""
         super().close()
-        self._disconnect()
+        if self._owns_client:
+            self.client.disconnect()  # reading on reconnects; collecting disconnects again
 
     @classmethod
     def from_url(cls, *, host: str, port: int, database: str, user: str, password: str):
