@@ -75,5 +75,7 @@ def clickhouse_database():
         )
     name = f"mcb_test_{uuid.uuid4().hex[:10]}"
     client.execute(f"CREATE DATABASE {name}")
+    client.disconnect()  # no socket left open across the session (tests fail on ResourceWarning)
     yield name
     client.execute(f"DROP DATABASE {name}")
+    client.disconnect()

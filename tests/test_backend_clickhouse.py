@@ -1,5 +1,6 @@
 """ClickHouse backend against a real server on 127.0.0.1:9000 (started by scripts/clickhouse.sh)."""
 
+import gc
 import subprocess
 import sys
 import uuid
@@ -22,8 +23,28 @@ def database(clickhouse_database):
     return clickhouse_database
 
 
+#: Unclosed sockets fail these tests (issue: ResourceWarning in the to_inferencedata tests).
+pytestmark = [
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
+
+_clients = []
+
+
 def connect(database):
-    return clickhouse_driver.Client(HOST, database=database)
+    """A client the test made; disconnected after the test (the backend never closes it)."""
+    client = clickhouse_driver.Client(HOST, database=database)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _disconnect_clients():
+    yield
+    while _clients:
+        _clients.pop().disconnect()
+    gc.collect()  # an unclosed socket warns now, inside this test
 
 
 @pytest.mark.clickhouse
