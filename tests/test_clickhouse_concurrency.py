@@ -19,7 +19,11 @@ from mcbackend.meta import RunMeta, Variable  # noqa: E402
 
 from .conftest import CLICKHOUSE_HOST as HOST  # noqa: E402
 
-pytestmark = pytest.mark.clickhouse
+pytestmark = [
+    pytest.mark.clickhouse,
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -55,20 +59,28 @@ def create_runs(database, rids, worker, barrier, results):
 
 
 def append_to_chain(database, rids, worker, barrier, results, n):
+    """Every worker tries its first append while the others do; the one that got the chain
+    writes the rest only after all have tried (so it never finishes before another starts)."""
     for rid in rids:
         backend = backend_of(database, insert_every=7)
         (chain,) = backend.get_run(rid).get_chains()
         barrier.wait()
         try:
-            for i in range(n):
-                chain.append({"a": i, "who": worker})
-            chain.close()
-            results.put((rid, worker, "wrote"))
+            chain.append({"a": 0, "who": worker})
+            outcome = "wrote"
         except ChainLockedError:
-            chain.close()
-            results.put((rid, worker, "locked"))
+            outcome = "locked"
         except Exception as ex:
-            results.put((rid, worker, f"error {type(ex).__name__}: {str(ex)[:300]}"))
+            outcome = f"error {type(ex).__name__}: {str(ex)[:300]}"
+        barrier.wait()
+        try:
+            if outcome == "wrote":
+                for i in range(1, n):
+                    chain.append({"a": i, "who": worker})
+            chain.close()
+        except Exception as ex:
+            outcome = f"error {type(ex).__name__}: {str(ex)[:300]}"
+        results.put((rid, worker, outcome))
         backend.close()
 
 
@@ -87,6 +99,9 @@ def run_workers(target, workers: int, trials: int, before=(), after=()) -> list[
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
+        p.close()
+    results.close()
+    results.join_thread()
     return out
 
 
@@ -199,7 +214,7 @@ def test_crashed_writer_lease_expires(clickhouse_database):
     rid = new_chain(database)
     writer = start_writer(database, rid)
     os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
+    writer.communicate(timeout=30)  # also closes its pipes
     backend = backend_of(database, lease_seconds=3)
     (chain,) = backend.get_run(rid).get_chains()
     with pytest.raises(ChainLockedError):

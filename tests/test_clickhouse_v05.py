@@ -25,7 +25,11 @@ from mcbackend.npproto.utils import ndarray_from_numpy  # noqa: E402
 
 from .conftest import CLICKHOUSE_HOST as HOST  # noqa: E402
 
-pytestmark = pytest.mark.clickhouse
+pytestmark = [
+    pytest.mark.clickhouse,
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
 
 # ---- the published writer (mcbackend 0.5.3), statement for statement ----------------------
 

@@ -17,7 +17,13 @@ import time
 import uuid
 
 from ..errors import ChainLockedError
-from .clickhouse_sql import ServerCode, quote_identifier, quote_string, server_code
+from .clickhouse_sql import (
+    ServerCode,
+    query_system_tables,
+    quote_identifier,
+    quote_string,
+    server_code,
+)
 
 __all__ = ["LEASE_PREFIX", "STALE_PREFIX", "ChainLease"]
 
@@ -114,9 +120,10 @@ class ChainLease:
             raise
         count, age = rows[0]
         if not count:  # its creator stopped between CREATE and INSERT: age from the table
-            rows = self._client.execute(
+            rows = query_system_tables(
+                self._client,
                 "SELECT dateDiff('second', metadata_modification_time, now()) FROM system.tables "
-                f"WHERE database = currentDatabase() AND name = {quote_string(self.name)}"
+                f"WHERE database = currentDatabase() AND name = {quote_string(self.name)}",
             )
             return float(rows[0][0]) if rows else None
         return float(age)

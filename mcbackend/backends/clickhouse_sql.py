@@ -16,7 +16,9 @@ __all__ = [
     "quote_identifier",
     "quote_string",
     "server_code",
+    "query_system_tables",
     "table_exists",
+    "tables_named",
 ]
 
 #: The longest identifier, in bytes of its on-disk form. ClickHouse names files after tables
@@ -75,17 +77,26 @@ def quote_string(value: str) -> str:
 
 def table_exists(client, name: str) -> bool:
     """Whether the client's current database has a table ``name`` (asks, never creates)."""
-    rows = client.execute(
-        "SELECT count() FROM system.tables "
-        f"WHERE database = currentDatabase() AND name = {quote_string(name)}"
-    )
-    return bool(rows[0][0])
+    return bool(client.execute(f"EXISTS TABLE {quote_identifier(name)}")[0][0])
+
+
+def query_system_tables(client, query: str, attempts: int = 20) -> list[tuple]:
+    """A query on ``system.tables``, retried when a table is dropped while the server lists
+    the tables (ClickHouse 18.16 then fails the whole query with "doesn't exist")."""
+    for _ in range(attempts - 1):
+        try:
+            return client.execute(query)
+        except Exception as ex:
+            if server_code(ex) != ServerCode.UNKNOWN_TABLE:
+                raise
+    return client.execute(query)
 
 
 def tables_named(client, pattern: re.Pattern[str], prefix: str) -> list[str]:
     """Tables of the current database whose name starts with ``prefix`` and fully matches."""
-    rows = client.execute(
+    rows = query_system_tables(
+        client,
         "SELECT name FROM system.tables WHERE database = currentDatabase() "
-        f"AND startsWith(name, {quote_string(prefix)})"
+        f"AND startsWith(name, {quote_string(prefix)})",
     )
     return [name for (name,) in rows if pattern.fullmatch(name)]
