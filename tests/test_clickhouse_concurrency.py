@@ -165,7 +165,7 @@ def test_concurrent_appenders_to_one_chain_exactly_one_writes(clickhouse_databas
 WRITER = """
 import sys, clickhouse_driver, mcbackend as mcb
 connect = lambda: clickhouse_driver.Client({host!r}, database={database!r})
-backend = mcb.ClickHouseBackend(client_fn=connect, insert_every=2)
+backend = mcb.ClickHouseBackend(client_fn=connect, insert_every=2, lease_seconds=4)
 (chain,) = backend.get_run({rid!r}).get_chains()
 for i in range(5):
     chain.append({{"a": i, "who": 1}})
@@ -215,11 +215,12 @@ def test_crashed_writer_lease_expires(clickhouse_database):
     writer = start_writer(database, rid)
     os.kill(writer.pid, signal.SIGKILL)
     writer.communicate(timeout=30)  # also closes its pipes
-    backend = backend_of(database, lease_seconds=3)
+    # The writer renewed its lease (every lease_seconds / 4) at its last flush.
+    backend = backend_of(database, lease_seconds=6)
     (chain,) = backend.get_run(rid).get_chains()
     with pytest.raises(ChainLockedError):
         chain.append({"a": 5, "who": 2})
-    time.sleep(4.5)
+    time.sleep(7.5)
     chain.append({"a": 5, "who": 2})  # the crashed writer's lease expired
     chain.close()
     assert chain.get_draws("a").tolist() == list(range(6))
