@@ -53,7 +53,7 @@ class TestClickHouse(BackendConformance):
 
     @pytest.fixture
     def backend(self, database):
-        return mcb.ClickHouseBackend(connect(database), insert_every=8)
+        return mcb.ClickHouseBackend(connect(database), flush_every=8)
 
     def reopen(self, backend, run):
         database = backend.client.connection.database
@@ -69,7 +69,7 @@ class TestClickHouseUnflushed(BackendConformance):
     @pytest.fixture
     def backend(self, database):
         return mcb.ClickHouseBackend(
-            client_fn=lambda: connect(database), insert_every=10**6, insert_interval=10**6
+            client_fn=lambda: connect(database), flush_every=10**6, flush_seconds=10**6
         )
 
     def finish(self, run):
@@ -259,7 +259,7 @@ def test_client_fn_gives_each_chain_its_own_client(database):
 
 @pytest.mark.clickhouse
 def test_reader_in_other_process_sees_committed_draws(database):
-    backend = mcb.ClickHouseBackend(connect(database), insert_every=5)
+    backend = mcb.ClickHouseBackend(connect(database), flush_every=5)
     meta = make_meta([Variable("a", "int64", [])])
     chain = backend.init_run(meta).init_chain(0)
     for i in range(12):
@@ -312,10 +312,10 @@ def test_chain_table_engines(database, engine):
 
 
 @pytest.mark.clickhouse
-def test_inserts_bounded_by_bytes(database):
-    """A batch is inserted once its draws take ``insert_bytes``, however large insert_every."""
+def test_flushes_bounded_by_bytes(database):
+    """A batch is inserted once its draws take ``flush_bytes``, however large flush_every."""
     backend = mcb.ClickHouseBackend(
-        connect(database), insert_every=10**6, insert_interval=10**6, insert_bytes=8000
+        connect(database), flush_every=10**6, flush_seconds=10**6, flush_bytes=8000
     )
     meta = make_meta([Variable("x", "float64", [100])])  # 800 bytes a draw
     chain = backend.init_run(meta).init_chain(0)
@@ -324,3 +324,17 @@ def test_inserts_bounded_by_bytes(database):
     stored = backend.client.execute(f"SELECT count() FROM `{meta.rid}_chain_0`")[0][0]
     assert stored == 20  # two inserts of 10 draws; 5 pending
     chain.close()
+
+
+@pytest.mark.clickhouse
+def test_insert_every_is_a_deprecated_name_of_flush_every(database):
+    with (
+        pytest.warns(DeprecationWarning, match="'insert_every' is deprecated"),
+        pytest.warns(DeprecationWarning, match="'insert_interval' is deprecated"),
+    ):
+        backend = mcb.ClickHouseBackend(connect(database), insert_every=3, insert_interval=10**6)
+    assert (backend.flush_every, backend.flush_seconds) == (3, 10**6)
+    chain = backend.init_run(make_meta([Variable("a", "int64", [])])).init_chain(0)
+    for i in range(4):
+        chain.append({"a": i})
+    assert chain._committed == 3  # one insert of three, one draw pending

@@ -62,7 +62,7 @@ def append_to_chain(database, rids, worker, barrier, results, n):
     """Every worker tries its first append while the others do; the one that got the chain
     writes the rest only after all have tried (so it never finishes before another starts)."""
     for rid in rids:
-        backend = backend_of(database, insert_every=7)
+        backend = backend_of(database, flush_every=7)
         (chain,) = backend.get_run(rid).get_chains()
         barrier.wait()
         try:
@@ -165,7 +165,7 @@ def test_concurrent_appenders_to_one_chain_exactly_one_writes(clickhouse_databas
 WRITER = """
 import sys, clickhouse_driver, mcbackend as mcb
 connect = lambda: clickhouse_driver.Client({host!r}, database={database!r})
-backend = mcb.ClickHouseBackend(client_fn=connect, insert_every=2, lease_seconds=4)
+backend = mcb.ClickHouseBackend(client_fn=connect, flush_every=2, lease_seconds=4)
 (chain,) = backend.get_run({rid!r}).get_chains()
 for i in range(5):
     chain.append({{"a": i, "who": 1}})
@@ -230,7 +230,7 @@ def test_crashed_writer_lease_expires(clickhouse_database):
 def test_writer_that_lost_its_lease_refuses_to_insert(clickhouse_database):
     database = clickhouse_database
     rid = new_chain(database)
-    first = backend_of(database, lease_seconds=2, insert_every=100)
+    first = backend_of(database, lease_seconds=2, flush_every=100)
     (slow,) = first.get_run(rid).get_chains()
     slow.append({"a": 0, "who": 1})
     slow.flush()

@@ -107,7 +107,7 @@ class V05Writer:
         return f"`__stat_{var.name}` {cdt}"
 
     def append_all(self, cid: str, draws: list[dict], stats: list[dict]) -> None:
-        """``ClickHouseChain.append`` for every draw, then ``_commit`` (insert_every=500)."""
+        """``ClickHouseChain.append`` for every draw, then ``_commit`` (flush_every=500)."""
         queue = []
         for draw_idx, (draw, stat) in enumerate(zip(draws, stats)):
             params = {**draw, **{f"__stat_{k}": v for k, v in stat.items()}}

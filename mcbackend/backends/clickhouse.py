@@ -32,13 +32,15 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from .. import codec
 from ..columns import ColumnStore, as_object_array
-from ..core import Backend, Chain, Run
+from ..core import Backend, Chain, Run, positions, read_positions
+from ..deprecation import renamed
 from ..errors import ReadOnlyError, RunExistsError, RunNotFoundError
-from ..filestore import positions, read_positions
 from ..meta import ChainMeta, RunMeta
 from ..validation import VariableSpec
 from .clickhouse_lease import LEASE_PREFIX, ChainLease
@@ -95,25 +97,17 @@ class ServerTypes:
 
 
 @dataclass(frozen=True)
-class ColumnSpec:
-    """How one variable or stat maps to columns of a chain table."""
+class ClickHouseColumn(codec.ColumnMapping):
+    """How one variable or stat maps to columns of a chain table (and, for dynamic shapes, a
+    ``__shape_`` column), converted between NumPy and insert/query values."""
 
-    column: str
-    spec: VariableSpec
+    shape_prefix = "__shape_"
 
     @property
     def is_scalar(self) -> bool:
         return (
             self.spec.shape == () and not self.spec.undefined_ndim and self.spec.dtype.kind != "c"
         )
-
-    @property
-    def is_ragged(self) -> bool:
-        return self.spec.is_ragged
-
-    @property
-    def shape_column(self) -> str:
-        return f"__shape_{self.column}"
 
     def element_type(self, types: ServerTypes) -> str:
         if self.spec.is_str:
@@ -151,20 +145,21 @@ class ColumnSpec:
         if self.is_scalar:
             arr = np.asarray(rows)
             return [_storable(arr, self.spec) if as_numpy else _scalar_list(arr, self.spec)]
-        if isinstance(rows, np.ndarray):  # rigid: one flat array per draw, in one conversion
+        if isinstance(rows, np.ndarray):  # rigid: one flat list per draw, in one conversion
             flat = np.ascontiguousarray(rows).reshape(len(rows), -1)
             if self.spec.dtype.kind == "c":
-                flat = flat.view(flat.real.dtype)
+                flat = codec.complex_to_pairs(flat).reshape(len(rows), -1)
             return [_scalar_list(flat, self.spec)]
-        flat = [self._flat(np.asarray(v)) for v in rows]
+        ragged = codec.Ragged.encode(rows)
+        flat = [self._flat(v) for v in ragged.flat]
         if self.is_ragged:
-            return [flat, [list(np.shape(v)) for v in rows]]
+            return [flat, [list(shape) for shape in ragged.shapes]]
         return [flat]
 
     def _flat(self, v: np.ndarray) -> list:
         if self.spec.dtype.kind == "c":
-            v = np.ascontiguousarray(v).view(v.real.dtype)
-        return _scalar_list(v.reshape(-1), self.spec)
+            v = codec.complex_to_pairs(v)
+        return _scalar_list(v, self.spec)
 
     # -- query result -> numpy
 
@@ -172,14 +167,14 @@ class ColumnSpec:
         raw = columns[self.column]
         if self.is_scalar:
             if self.spec.is_str:
-                return as_object_array([np.array(v) for v in raw])
+                return codec.str_draws(codec.str_array(raw))
             return np.array(raw, dtype=self.spec.dtype).reshape(n)
         shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
         out = []
         for flat, shape in zip(raw, shapes):
             arr = np.array(flat, dtype=self._storage_dtype())
             if self.spec.dtype.kind == "c":
-                arr = arr.view(self.spec.dtype)
+                arr = codec.complex_from_pairs(arr, self.spec.dtype)
             out.append(arr.reshape(tuple(int(s) for s in shape)))
         if self.spec.is_rigid:
             return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
@@ -189,7 +184,7 @@ class ColumnSpec:
         if self.spec.is_str:
             return str
         if self.spec.dtype.kind == "c":
-            return self.spec.dtype.type(0).real.dtype
+            return codec.complex_part_dtype(self.spec.dtype)
         return self.spec.dtype
 
 
@@ -206,11 +201,14 @@ def _scalar_list(v: np.ndarray, spec: VariableSpec) -> list:
     return _storable(v, spec).tolist()
 
 
-def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
+def clickhouse_columns(meta: RunMeta) -> dict[codec.Section, dict[str, ClickHouseColumn]]:
+    """Column mapping of variables and stats, by name; colliding column names refused."""
     specs = {
-        False: {v.name: ColumnSpec(v.name, VariableSpec.from_variable(v)) for v in meta.variables},
-        True: {
-            v.name: ColumnSpec(f"__stat_{v.name}", VariableSpec.from_variable(v))
+        codec.Section.DRAWS: {
+            v.name: ClickHouseColumn(v.name, VariableSpec.from_variable(v)) for v in meta.variables
+        },
+        codec.Section.STATS: {
+            v.name: ClickHouseColumn(f"__stat_{v.name}", VariableSpec.from_variable(v))
             for v in meta.sample_stats
         },
     }
@@ -218,9 +216,7 @@ def column_specs(meta: RunMeta) -> dict[bool, dict[str, ColumnSpec]]:
     for group in specs.values():
         for c in group.values():
             names += [c.column, c.shape_column]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"Names {duplicates} collide with ClickHouse column names.")
+    codec.check_unique_columns(names, "ClickHouse")
     return specs
 
 
@@ -231,10 +227,10 @@ def check_names(meta: RunMeta) -> None:
     longest_table = f"{LEASE_PREFIX}{meta.rid}_chain_{MAX_CHAIN_NUMBER}"
     for table in (CLAIM_PREFIX + meta.rid, longest_table):
         check_identifier(table, f"Run id {meta.rid!r} gives table name")
-    for is_stat, group in column_specs(meta).items():
+    for section, group in clickhouse_columns(meta).items():
         for c in group.values():
             for name in c.names:
-                kind = "sample stat" if is_stat else "variable"
+                kind = "sample stat" if section is codec.Section.STATS else "variable"
                 check_identifier(name, f"The {kind} {c.spec.name!r} gives column name")
 
 
@@ -256,9 +252,9 @@ class ClickHouseChain(Chain):
         *,
         client,
         table: str,
-        insert_every: int,
-        insert_interval: float,
-        insert_bytes: int = 16 << 20,
+        flush_every: int,
+        flush_seconds: float,
+        flush_bytes: int = 16 << 20,
         lease_seconds: float = 600.0,
         legacy: bool = False,
         owns_client: bool = False,
@@ -266,12 +262,12 @@ class ClickHouseChain(Chain):
         super().__init__(cmeta, rmeta)
         self._client = client
         self._table = quote_identifier(table)
-        self._columns = column_specs(rmeta)
+        self._columns = clickhouse_columns(rmeta)
         draw_bytes = sum(
             _draw_bytes(s) for s in (*self._variable_specs.values(), *self._stat_specs.values())
         )
-        self._insert_every = max(1, min(insert_every, insert_bytes // max(draw_bytes, 1)))
-        self._insert_interval = insert_interval
+        self._flush_every = max(1, min(flush_every, flush_bytes // max(draw_bytes, 1)))
+        self._flush_seconds = flush_seconds
         self._legacy = legacy
         self._lease = ChainLease(client, table, lease_seconds)
         self._as_numpy = all(
@@ -285,7 +281,7 @@ class ClickHouseChain(Chain):
         weakref.finalize(self, _finish, self._lease, client, owns_client)
 
     def _new_buffers(self) -> None:
-        rows = self._insert_every
+        rows = self._flush_every
         self._draws = ColumnStore(self._variable_specs.values(), rows)
         self._stats = ColumnStore(self._stat_specs.values(), rows)
 
@@ -317,8 +313,8 @@ class ClickHouseChain(Chain):
         self._flush_if_due()
 
     def _flush_if_due(self) -> None:
-        due_by_time = time.monotonic() - self._last_insert >= self._insert_interval
-        if self._draws.length >= self._insert_every or due_by_time:
+        due_by_time = time.monotonic() - self._last_insert >= self._flush_seconds
+        if self._draws.length >= self._flush_every or due_by_time:
             self.flush()
 
     def flush(self, wait: bool = True) -> None:
@@ -335,8 +331,8 @@ class ClickHouseChain(Chain):
             if as_numpy
             else list(range(start, start + n))
         ]
-        for is_stat, columns in self._columns.items():
-            store = self._stats if is_stat else self._draws
+        for section, columns in self._columns.items():
+            store = self._stats if section is codec.Section.STATS else self._draws
             for name, c in columns.items():
                 names += c.names
                 values += c.to_values(store.rows(name, 0, n), as_numpy=as_numpy)
@@ -358,7 +354,7 @@ class ClickHouseChain(Chain):
             self._committed = self._count()
         return self._committed + self._draws.length
 
-    def _read(self, c: ColumnSpec, lo: int, hi: int) -> np.ndarray:
+    def _read(self, c: ClickHouseColumn, lo: int, hi: int) -> np.ndarray:
         names = [c.column] if self._legacy else c.names
         quoted = ", ".join(quote_identifier(n) for n in names)
         rows = self._client.execute(
@@ -371,9 +367,9 @@ class ClickHouseChain(Chain):
             return legacy_values(c.spec, list(columns[c.column]), hi - lo)
         return c.from_values(columns, hi - lo)
 
-    def _get_values(self, spec, slc, *, is_stat):
+    def _get_values(self, spec, slc, *, section):
         self.flush()  # reads see every appended draw
-        c = self._columns[is_stat][spec.name]
+        c = self._columns[section][spec.name]
         return read_positions(positions(slc, len(self)), lambda lo, hi: self._read(c, lo, hi))
 
     def close(self) -> None:
@@ -422,7 +418,7 @@ class ClickHouseRun(Run):
         b = self._backend
         table = f"{self.meta.rid}_chain_{chain_number}"
         columns = [("_draw_idx", "UInt64")]
-        for group in column_specs(self.meta).values():
+        for group in clickhouse_columns(self.meta).values():
             for c in group.values():
                 columns += c.columns(b.types)
         definition = ", ".join(f"{quote_identifier(n)} {t}" for n, t in columns)
@@ -454,9 +450,9 @@ class ClickHouseRun(Run):
                 client=b.client_fn() if b.client_fn else b.client,
                 owns_client=b.client_fn is not None,
                 table=table,
-                insert_every=b.insert_every,
-                insert_interval=b.insert_interval,
-                insert_bytes=b.insert_bytes,
+                flush_every=b.flush_every,
+                flush_seconds=b.flush_seconds,
+                flush_bytes=b.flush_bytes,
                 lease_seconds=b.lease_seconds,
                 legacy=self.legacy,
             )
@@ -513,11 +509,12 @@ class ClickHouseBackend(Backend):
     client_fn
         A callable returning a new client; each chain then gets its own client. Clients made
         with it are disconnected when their chain (or this backend) is closed or collected.
-    insert_every, insert_bytes, insert_interval
+    flush_every, flush_bytes, flush_seconds
         Insert a chain's pending draws when there are this many, or they take this many bytes,
         or this many seconds passed since its last insert. Pending draws are also inserted
         before any read and on ``flush()``/``close()``. Every INSERT costs the server a
         fixed amount per column, so few large inserts are much faster than many small ones.
+        (``insert_every`` and ``insert_interval`` are deprecated names of the first and last.)
     engine
         The table engine of new chain tables. ``StripeLog`` (default) appends each INSERT to
         one file, cheap however many variables a run has; ``MergeTree`` writes each INSERT as
@@ -533,19 +530,25 @@ class ClickHouseBackend(Backend):
         client=None,
         client_fn: Callable[[], Any] | None = None,
         *,
-        insert_every: int = 10_000,
-        insert_interval: float = 1.0,
-        insert_bytes: int = 16 << 20,
+        flush_every: int = 10_000,
+        flush_seconds: float = 1.0,
+        flush_bytes: int = 16 << 20,
         lease_seconds: float = 600.0,
         engine: str = "StripeLog",
+        insert_every: int | None = None,
+        insert_interval: float | None = None,
     ) -> None:
+        flush_every = renamed("insert_every", "flush_every", insert_every, flush_every, 10_000)
+        flush_seconds = renamed(
+            "insert_interval", "flush_seconds", insert_interval, flush_seconds, 1.0
+        )
         if client is None and client_fn is None:
             raise ValueError("Pass a clickhouse_driver.Client (client=) or a factory (client_fn=).")
         self.client = client if client is not None else client_fn()
         self.client_fn = client_fn
-        self.insert_every = insert_every
-        self.insert_interval = insert_interval
-        self.insert_bytes = insert_bytes
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self.flush_bytes = flush_bytes
         self.lease_seconds = lease_seconds
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}.")
@@ -572,6 +575,21 @@ class ClickHouseBackend(Backend):
             )
 
         return cls(client_fn=connect)
+
+    @classmethod
+    def open_root_url(
+        cls, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
+    ) -> ClickHouseBackend:
+        """The backend of ``clickhouse://user:password@host:port/database``."""
+        return _connect(url, with_rid=False)[0]
+
+    @classmethod
+    def open_run_url(
+        cls, url: str, storage_options: Mapping[str, Any] | None = None, **options: Any
+    ) -> ClickHouseRun:
+        """The run at ``clickhouse://user:password@host:port/database/<rid>``."""
+        backend, rid = _connect(url, with_rid=True)
+        return backend.get_run(rid)
 
     def _ensure_tables(self) -> None:
         """Create the shared tables; only ever called to write."""
@@ -640,3 +658,28 @@ class ClickHouseBackend(Backend):
         legacy = not table_exists(self.client, CLAIM_PREFIX + rid)
         meta = RunMeta.parse(base64.b64decode(proto))  # 0.5.x wrapped lines: ignored
         return ClickHouseRun(meta, self, created_at, legacy=legacy)
+
+
+def _connect(url: str, *, with_rid: bool) -> tuple[ClickHouseBackend, str]:
+    """A backend for a ``clickhouse://`` URL, and the run id the URL ends with."""
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.strip("/").split("/") if s]
+    if not with_rid:
+        segments.append("-")
+    if len(segments) != 2:
+        raise ValueError(
+            f"ClickHouse run URLs look like clickhouse://host:port/database/<rid>; got {url!r}."
+        )
+    database, rid = segments
+    backend = ClickHouseBackend.from_url(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 9000,
+        database=database,
+        user=unquote(parts.username) if parts.username else "default",
+        password=unquote(parts.password) if parts.password else "",
+    )
+    return backend, rid
+
+
+def _copied(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in values.items()}

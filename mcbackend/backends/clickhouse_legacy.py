@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from .. import codec
 from ..columns import as_object_array
 from ..validation import VariableSpec
 
@@ -34,6 +35,6 @@ def legacy_values(spec: VariableSpec, raw: list, n: int) -> np.ndarray:
         if not values:
             return np.empty((0, *spec.shape), dtype=spec.dtype)
         return np.stack(values).reshape(n, *spec.shape)
-    if spec.is_str and not spec.is_ragged and values:
-        return np.stack(values)
+    if spec.is_str and not spec.is_ragged:  # as this version's reads return strings
+        return codec.str_draws(codec.str_rows(values, spec.shape))
     return as_object_array(values)
