@@ -37,12 +37,12 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from .. import codec
+from .._validation import VariableSpec
 from ..columns import ColumnStore, as_object_array
 from ..core import Backend, Chain, Run, positions, read_positions
 from ..deprecation import renamed
 from ..errors import ReadOnlyError, RunExistsError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
-from ..validation import VariableSpec
 from .clickhouse_lease import LEASE_PREFIX, ChainLease
 from .clickhouse_legacy import chain_tables, legacy_values
 from .clickhouse_sql import (
@@ -146,10 +146,10 @@ class ClickHouseColumn(codec.ColumnMapping):
             arr = np.asarray(rows)
             return [_storable(arr, self.spec) if as_numpy else _scalar_list(arr, self.spec)]
         if isinstance(rows, np.ndarray):  # rigid: one flat list per draw, in one conversion
-            flat = np.ascontiguousarray(rows).reshape(len(rows), -1)
+            table = np.ascontiguousarray(rows).reshape(len(rows), -1)
             if self.spec.dtype.kind == "c":
-                flat = codec.complex_to_pairs(flat).reshape(len(rows), -1)
-            return [_scalar_list(flat, self.spec)]
+                table = codec.complex_to_pairs(table).reshape(len(rows), -1)
+            return [_scalar_list(table, self.spec)]
         ragged = codec.Ragged.encode(rows)
         flat = [self._flat(v) for v in ragged.flat]
         if self.is_ragged:
@@ -542,9 +542,14 @@ class ClickHouseBackend(Backend):
         flush_seconds = renamed(
             "insert_interval", "flush_seconds", insert_interval, flush_seconds, 1.0
         )
-        if client is None and client_fn is None:
-            raise ValueError("Pass a clickhouse_driver.Client (client=) or a factory (client_fn=).")
-        self.client = client if client is not None else client_fn()
+        self._owns_client = client is None
+        if client is None:
+            if client_fn is None:
+                raise ValueError(
+                    "Pass a clickhouse_driver.Client (client=) or a factory (client_fn=)."
+                )
+            client = client_fn()
+        self.client = client
         self.client_fn = client_fn
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
@@ -553,7 +558,6 @@ class ClickHouseBackend(Backend):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}.")
         self.engine = ENGINES[engine]
-        self._owns_client = client is None
         if self._owns_client:
             weakref.finalize(self, self.client.disconnect)
         version = self.client.execute("SELECT version()")[0][0]

@@ -15,8 +15,8 @@ import re
 import numpy as np
 
 from .. import codec
+from .._validation import VariableSpec
 from ..columns import as_object_array
-from ..validation import VariableSpec
 
 __all__ = ["chain_tables", "legacy_values"]
 
