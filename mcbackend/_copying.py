@@ -21,8 +21,8 @@ def copy_run(run: Run, destination: Backend, *, batch: int = 1000, progress: boo
     meta = RunMeta.parse(bytes(run.meta))
     chains = run.get_chains()
     lengths = [len(c) for c in chains]
+    target = destination.init_run(meta)  # refusals (the run exists...) come before any bar
     bar = _progress(sum(lengths), f"copy {meta.rid}", progress)
-    target = destination.init_run(meta)
     try:
         for chain, length in zip(chains, lengths):
             out = target.init_chain(chain.cmeta.chain_number)

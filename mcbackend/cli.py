@@ -8,20 +8,18 @@ environment variable (JSON), plus whatever the filesystem reads itself (e.g. AWS
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import zipfile
-from collections.abc import Callable
+import sys
 from typing import Any
 
 import click
 
 from . import registry
-from .core import Run
-from .errors import CorruptRunError, RunNotFoundError
-from .files import Location, list_runs
-from .urls import open_backend, open_run, url_owner
+from .cli_errors import describe_error
+from .errors import RunNotFoundError
+from .files import Location, list_runs, read_run_info
+from .urls import open_backend, open_run, split_format, url_owner
 
 __all__ = ["main"]
 
@@ -37,24 +35,6 @@ def _storage_options(value: str | None) -> dict[str, Any]:
     return options
 
 
-def _friendly_errors(command: Callable) -> Callable:
-    """Known failures become a one-line message and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (RunNotFoundError, CorruptRunError, FileNotFoundError) as ex:
-            raise click.ClickException(str(ex)) from None
-        except (ValueError, KeyError, OSError, PermissionError) as ex:
-            message = str(ex).strip("'\"")
-            if "Protocol not known" in message or "not known" in message.lower():
-                message = f"Unknown URL scheme: {message}"
-            raise click.ClickException(message) from None
-
-    return wrapper
-
-
 storage_option = click.option(
     "--storage-options",
     "-o",
@@ -64,44 +44,66 @@ storage_option = click.option(
 )
 
 
-def open_any_run(url: str, options: dict[str, Any], **kwargs) -> Run:
-    """``open_run``, also accepting a zip archive made by ``mcbackend export``."""
-    if url.endswith(".zip") and "::" not in url:
-        path = os.path.abspath(url) if "://" not in url else url
-        with Location.from_url(path, options).fs.open(path, "rb") as f, zipfile.ZipFile(f) as z:
-            rids = sorted({n.split("/", 1)[0] for n in z.namelist() if "/" in n})
-        if len(rids) != 1:
-            raise CorruptRunError(f"{url} should hold exactly one run; found {rids}.")
-        url = f"zip://{rids[0]}::{path}"
-        kwargs.setdefault("read_only", True)
-    return open_run(url, options, **kwargs)
+class _Commands(click.Group):
+    """The ``mcbackend`` group: errors become one line on stderr and exit code 1 (``--debug``
+    shows the traceback), and a reader that stops early (``| head``) ends the command quietly
+    with exit code 0, like other Unix tools."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            _discard_stdout()
+            ctx.exit(0)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as ex:
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(describe_error(ex)) from None
 
 
-@click.group()
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (e.g. captured output)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="mcbackend")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+def main(debug: bool) -> None:
     """Store, inspect and share MCMC runs (Zarr, Parquet, ClickHouse)."""
 
 
 @main.command("ls")
 @click.argument("root")
 @storage_option
-@_friendly_errors
 def list_command(root: str, options: str | None) -> None:
-    """List the runs under ROOT (a directory URL or clickhouse://host:port/database)."""
+    """List the runs under ROOT (a directory URL, a zip archive made by ``export``, or
+    clickhouse://host:port/database)."""
     opts = _storage_options(options)
-    if url_owner(root) is not None:
+    if root.endswith(".zip"):
+        run = open_run(root, opts)
+        rows = [(run.meta.rid, read_run_info(run.location).created_at, run)]
+    elif url_owner(root) is not None:
         backend = open_backend(root)
         rows = [
             (r.rid, r.created_at, backend.get_run(r.rid)) for r in backend.get_runs().itertuples()
         ]
     else:
-        location = Location.from_url(root, opts)
+        location = Location.from_url(split_format(root)[1], opts)
         if not location.fs.isdir(location.path):
             raise RunNotFoundError(f"No directory at {location}.")
         rows = [
-            (i.rid, i.created_at, open_any_run(location.url(i.rid), opts))
-            for i in list_runs(location)
+            (i.rid, i.created_at, open_run(location.url(i.rid), opts)) for i in list_runs(location)
         ]
     click.echo(f"{'rid':20s} {'created':26s} {'chains':>6s} {'draws':>8s}  variables")
     for rid, created, run in rows:
@@ -116,12 +118,11 @@ def list_command(root: str, options: str | None) -> None:
 @main.command()
 @click.argument("url")
 @storage_option
-@_friendly_errors
 def info(url: str, options: str | None) -> None:
     """Metadata, variables, chain lengths and size on storage of the run at URL."""
     from ._inferencedata import attributes_to_python
 
-    run = open_any_run(url, _storage_options(options))
+    run = open_run(url, _storage_options(options))
     click.echo(f"run:      {run.meta.rid}")
     click.echo(f"backend:  {type(run).__name__}")
     location = getattr(run, "location", None)
@@ -149,12 +150,11 @@ def info(url: str, options: str | None) -> None:
 @click.argument("url")
 @storage_option
 @click.option("--var", "var_names", multiple=True, help="Only these variables.")
-@_friendly_errors
 def summary(url: str, options: str | None, var_names: tuple[str, ...]) -> None:
     """ArviZ summary (mean, sd, HDI, R-hat, ESS) of the run's posterior."""
     import arviz as az
 
-    run = open_any_run(url, _storage_options(options))
+    run = open_run(url, _storage_options(options))
     dt = run.to_inferencedata()
     table = az.summary(dt, var_names=list(var_names) or None, ci_kind="hdi")
     click.echo(table.to_string())
@@ -166,9 +166,16 @@ def summary(url: str, options: str | None, var_names: tuple[str, ...]) -> None:
 @storage_option
 @click.option("--dest-storage-options", default=None, help="Storage options of DESTINATION.")
 @click.option("--batch", default=1000, show_default=True, help="Draws copied at a time.")
-@_friendly_errors
+@click.option(
+    "--create-bucket", is_flag=True, help="Create DESTINATION's S3 bucket if it does not exist."
+)
 def copy(
-    source: str, destination: str, options: str | None, dest_storage_options: str | None, batch: int
+    source: str,
+    destination: str,
+    options: str | None,
+    dest_storage_options: str | None,
+    batch: int,
+    create_bucket: bool,
 ) -> None:
     """Copy the run at SOURCE into the root DESTINATION.
 
@@ -177,13 +184,14 @@ def copy(
     """
     from ._copying import copy_run
 
-    run = open_any_run(source, _storage_options(options))
+    run = open_run(source, _storage_options(options))
     dest_opts = (
         _storage_options(dest_storage_options)
         if dest_storage_options
         else _storage_options(options)
     )
-    backend = open_backend(destination, dest_opts)
+    extra = {"create_bucket": True} if create_bucket else {}
+    backend = open_backend(destination, dest_opts, **extra)
     copied = copy_run(run, backend, batch=batch, progress=True)
     click.echo(f"copied {copied.meta.rid} ({sum(len(c) for c in copied.get_chains())} draws)")
 
@@ -195,7 +203,6 @@ def copy(
 @click.option(
     "--format", "fmt", default="zarr", show_default=True, help="A file format: zarr, parquet..."
 )
-@_friendly_errors
 def export(url: str, archive: str, options: str | None, fmt: str) -> None:
     """Write the run at URL into one zip ARCHIVE that open_run("zip://<rid>::ARCHIVE") or
     this tool (``mcbackend info ARCHIVE``) open."""
@@ -205,7 +212,7 @@ def export(url: str, archive: str, options: str | None, fmt: str) -> None:
         raise click.BadParameter("the archive name must end in .zip", param_hint="ARCHIVE")
     if not _is_file_format(fmt):
         raise click.BadParameter(f"{fmt!r} is not a file format", param_hint="--format")
-    run = open_any_run(url, _storage_options(options))
+    run = open_run(url, _storage_options(options))
     export_archive(run, archive, fmt, progress=True)
     click.echo(f"exported {run.meta.rid} to {archive} (open with: mcbackend info {archive})")
 
@@ -213,10 +220,9 @@ def export(url: str, archive: str, options: str | None, fmt: str) -> None:
 @main.command()
 @click.argument("url")
 @storage_option
-@_friendly_errors
 def verify(url: str, options: str | None) -> None:
     """Check every stored chunk / row group of the run against its checksum."""
-    run = open_any_run(url, _storage_options(options))
+    run = open_run(url, _storage_options(options))
     problems = run.verify()
     for problem in problems:
         click.echo(f"CORRUPT {problem}")
@@ -231,7 +237,6 @@ def verify(url: str, options: str | None) -> None:
 @storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, help="TCP port.")
-@_friendly_errors
 def serve(url: str, options: str | None, host: str, port: int) -> None:
     """Watch the runs under URL in a browser (read-only; needs mcbackend[viewer]).
 

@@ -10,6 +10,7 @@ Bad input to ``append``/``init_run`` raises the built-in ``ValueError``/``KeyErr
 from __future__ import annotations
 
 __all__ = [
+    "BucketNotFoundError",
     "ChainLockedError",
     "CorruptRunError",
     "FlushError",
@@ -18,6 +19,7 @@ __all__ = [
     "ReadOnlyError",
     "RunExistsError",
     "RunNotFoundError",
+    "StorageUnreachableError",
 ]
 
 
@@ -54,3 +56,11 @@ class ReadOnlyError(MCBackendError, PermissionError):
 
 class ChainLockedError(MCBackendError, RuntimeError):
     """Another writer holds this chain: a chain has exactly one writer at a time."""
+
+
+class BucketNotFoundError(MCBackendError, FileNotFoundError):
+    """The bucket a backend's root names does not exist; buckets are created only on request."""
+
+
+class StorageUnreachableError(MCBackendError, ConnectionError):
+    """Storage did not answer in time or refused the connection; the message names the endpoint."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import socket
+import threading
 import uuid
 
 import pytest
@@ -79,3 +82,14 @@ def clickhouse_database():
     yield name
     client.execute(f"DROP DATABASE {name}")
     client.disconnect()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A read-only static HTTP server on loopback serving ``tmp_path``."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

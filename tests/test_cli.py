@@ -1,12 +1,9 @@
 """The mcbackend command line: every command with real output, and bad input."""
 
-import functools
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
 
 import numpy as np
@@ -180,17 +177,6 @@ def test_console_script_is_installed(zarr_root):
     exe = shutil.which("mcbackend", path=os.path.dirname(sys.executable))
     out = subprocess.run([exe, "ls", str(zarr_root)], capture_output=True, text=True, check=True)
     assert "cli-run" in out.stdout
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """A read-only static HTTP server on loopback serving ``tmp_path``."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 @pytest.mark.parametrize("fmt", ["zarr", "parquet"])

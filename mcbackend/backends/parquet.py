@@ -388,7 +388,10 @@ class ParquetBackend(FileBackend):
         Write count/time-triggered flushes in a background thread while appends go on
         (``flush()``, reads and closing wait for it).
     read_only
-        Open runs for reading only.
+        Open runs for reading only (runs in zip archives and on web servers always are).
+    create_bucket
+        Create the S3 bucket of ``url_or_path`` if it does not exist (by default a missing
+        bucket is an error: a typo should not make a new bucket).
     """
 
     format = FORMAT
@@ -406,10 +409,12 @@ class ParquetBackend(FileBackend):
         compact: bool = True,
         background_flush: bool = True,
         read_only: bool = False,
+        create_bucket: bool = False,
     ) -> None:
         super().__init__(
             url_or_path,
             storage_options,
+            create_bucket=create_bucket,
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             compression=compression,

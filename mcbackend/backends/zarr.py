@@ -368,7 +368,10 @@ class ZarrBackend(FileBackend):
         Write count/time-triggered flushes in a background thread while appends go on
         (``flush()``, reads and closing wait for it).
     read_only
-        Open runs for reading only.
+        Open runs for reading only (runs in zip archives and on web servers always are).
+    create_bucket
+        Create the S3 bucket of ``url_or_path`` if it does not exist (by default a missing
+        bucket is an error: a typo should not make a new bucket).
     """
 
     format = FORMAT
@@ -386,12 +389,14 @@ class ZarrBackend(FileBackend):
         compression: str | Compression | None = "blosc",
         background_flush: bool = True,
         read_only: bool = False,
+        create_bucket: bool = False,
     ) -> None:
         if not isinstance(compression, Compression):
             compression = Compression(compression)
         super().__init__(
             url_or_path,
             storage_options,
+            create_bucket=create_bucket,
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             chunk_draws=chunk_draws,

@@ -7,6 +7,7 @@
 - ``pipeline``: ``WritePipeline``, a chain's writer thread, counters and lock;
 - ``flusher``: flushing idle chains, and every chain at interpreter exit;
 - ``threads``: thread pools that still take work at interpreter exit;
+- ``storage``: finite S3 timeouts, buckets made only on request, read-only archives;
 - ``chain``: ``BufferedChain``, appends and reads on top of buffer and pipeline.
 """
 

@@ -12,6 +12,7 @@ from ..meta import ChainMeta, RunMeta
 from .buffer import auto_flush_every
 from .layout import create_run_dir, list_runs, read_run_info, runs_dataframe
 from .location import Location
+from .storage import check_bucket, is_read_only, reaching
 
 if TYPE_CHECKING:
     from .chain import BufferedChain
@@ -54,7 +55,7 @@ class FileRun[ChainT: BufferedChain](Run):
 
     def _init_chain(self, chain_number: int) -> ChainT:
         if self.read_only:
-            raise ReadOnlyError(f"Run {self.meta.rid} was opened read-only.")
+            raise ReadOnlyError(f"Run {self.meta.rid} at {self.location} is open read-only.")
         cmeta = ChainMeta(rid=self.meta.rid, chain_number=chain_number)
         self._chains[chain_number] = self.chain_class(cmeta, self, created=True)
         return self._chains[chain_number]
@@ -82,17 +83,27 @@ class FileBackend(Backend):
     run_class: type[FileRun]
 
     def __init__(
-        self, url_or_path: str, storage_options: Mapping[str, Any] | None, **run_options: Any
+        self,
+        url_or_path: str,
+        storage_options: Mapping[str, Any] | None,
+        *,
+        create_bucket: bool = False,
+        **run_options: Any,
     ) -> None:
         self.location = Location.from_url(url_or_path, storage_options)
+        self.create_bucket = create_bucket
+        if is_read_only(self.location):
+            run_options["read_only"] = True
         self._run_options = run_options
 
     def _init_run(self, meta: RunMeta) -> Run:
         if self._run_options.get("read_only"):
-            raise ReadOnlyError(f"{self.location} was opened read-only.")
+            raise ReadOnlyError(f"{self.location} is read-only: runs cannot be created there.")
         self._check_meta(meta)
-        run_dir = create_run_dir(self.location, meta, self.format, self.format_version)
-        self._prepare_run(run_dir, meta)
+        with reaching(self.location):
+            check_bucket(self.location, create=self.create_bucket)
+            run_dir = create_run_dir(self.location, meta, self.format, self.format_version)
+            self._prepare_run(run_dir, meta)
         return self.run_class(meta, run_dir, **self._run_options)
 
     def _check_meta(self, meta: RunMeta) -> None:
@@ -106,8 +117,10 @@ class FileBackend(Backend):
 
     @classmethod
     def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:
-        """Open the run in ``run_dir``, refusing other formats and newer layout versions."""
-        info = read_run_info(run_dir)
+        """Open the run in ``run_dir``, refusing other formats and newer layout versions.
+        Runs in archives and on web servers open read-only."""
+        with reaching(run_dir):
+            info = read_run_info(run_dir)
         if info.format != cls.format:
             raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a {cls.format} run.")
         if info.format_version > cls.format_version:
@@ -115,11 +128,15 @@ class FileBackend(Backend):
                 f"{run_dir} uses {cls.format} layout v{info.format_version}; this mcbackend "
                 f"reads up to v{cls.format_version}. Upgrade mcbackend."
             )
+        if is_read_only(run_dir):
+            run_options["read_only"] = True
         return cls.run_class(info.meta, run_dir, **run_options)
 
     def get_runs(self):
         """A DataFrame of the runs under the root: rid, created_at, format, meta."""
-        return runs_dataframe(i for i in list_runs(self.location) if i.format == self.format)
+        with reaching(self.location):
+            infos = list_runs(self.location)
+        return runs_dataframe(i for i in infos if i.format == self.format)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location.url()!r})"

@@ -87,7 +87,7 @@ class BufferedChain(Chain):
 
     def _start_writing(self) -> None:
         if self._run.read_only:
-            raise ReadOnlyError(f"Chain {self.cid} was opened read-only.")
+            raise ReadOnlyError(f"Chain {self.cid} at {self._run.location} is open read-only.")
         self._resume()
         self._kept.clear()  # storage is the reference from here on
         self._writing = True

@@ -17,6 +17,7 @@ from typing import Any
 
 import fsspec
 
+from .storage import with_storage_defaults
 from .threads import CallerRunsExecutor
 
 __all__ = ["Location"]
@@ -34,7 +35,7 @@ class Location:
 
     @classmethod
     def from_url(cls, url_or_path: str, storage_options: Mapping[str, Any] | None = None):
-        options = dict(storage_options or {})
+        options = with_storage_defaults(str(url_or_path), storage_options)
         fs, path = fsspec.core.url_to_fs(str(url_or_path), **options)
         return cls(fs, path.rstrip("/") or "/", options)
 
