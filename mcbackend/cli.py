@@ -9,6 +9,7 @@ environment variable (JSON), plus whatever the filesystem reads itself (e.g. AWS
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -19,6 +20,7 @@ from . import registry
 from .cli_errors import describe_error
 from .errors import RunNotFoundError
 from .files import Location, list_runs, read_run_info
+from .files.storage import reaching
 from .urls import open_backend, open_run, split_format, url_owner
 
 __all__ = ["main"]
@@ -81,6 +83,8 @@ def _discard_stdout() -> None:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 def main(debug: bool) -> None:
     """Store, inspect and share MCMC runs (Zarr, Parquet, ClickHouse)."""
+    if not debug:  # the driver logs a traceback for each failed connection attempt
+        logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
 @main.command("ls")
@@ -100,11 +104,11 @@ def list_command(root: str, options: str | None) -> None:
         ]
     else:
         location = Location.from_url(split_format(root)[1], opts)
-        if not location.fs.isdir(location.path):
-            raise RunNotFoundError(f"No directory at {location}.")
-        rows = [
-            (i.rid, i.created_at, open_run(location.url(i.rid), opts)) for i in list_runs(location)
-        ]
+        with reaching(location):
+            if not location.fs.isdir(location.path):
+                raise RunNotFoundError(f"No directory at {location}.")
+            infos = list_runs(location)
+        rows = [(i.rid, i.created_at, open_run(location.url(i.rid), opts)) for i in infos]
     click.echo(f"{'rid':20s} {'created':26s} {'chains':>6s} {'draws':>8s}  variables")
     for rid, created, run in rows:
         chains = run.get_chains()

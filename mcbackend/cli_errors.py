@@ -18,8 +18,8 @@ def describe_error(ex: BaseException) -> str:
         return message
     module = type(ex).__module__.split(".", 1)[0]
     name = type(ex).__name__
-    if module == "clickhouse_driver":
-        return f"ClickHouse: {message}"
+    if module == "clickhouse_driver":  # "Code: 192.\nDB::Exception: Unknown user x. Stack trace:"
+        return f"ClickHouse: {' '.join(str(ex).split('Stack trace:')[0].split())}"
     if name == "NoCredentialsError" or name == "PartialCredentialsError":
         return (
             f"No S3 credentials: {message} (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
