@@ -14,6 +14,7 @@ from .backends.null import NullBackend, NullChain, NullRun
 from .backends.numpy import NumPyBackend, NumPyChain, NumPyRun
 from .core import Backend, Chain, Run
 from .errors import (
+    BucketNotFoundError,
     ChainLockedError,
     CorruptRunError,
     FlushError,
@@ -22,6 +23,7 @@ from .errors import (
     ReadOnlyError,
     RunExistsError,
     RunNotFoundError,
+    StorageUnreachableError,
 )
 from .meta import ChainMeta, Coordinate, DataVariable, ExtendedValue, RunMeta, Variable
 
@@ -64,6 +66,7 @@ if not TYPE_CHECKING:  # hidden from type checkers, so they flag misspelled name
 
 __all__ = [
     "Backend",
+    "BucketNotFoundError",
     "Chain",
     "ChainLockedError",
     "ChainMeta",
@@ -91,6 +94,7 @@ __all__ = [
     "RunExistsError",
     "RunMeta",
     "RunNotFoundError",
+    "StorageUnreachableError",
     "Variable",
     "ZarrBackend",
     "ZarrChain",

@@ -135,3 +135,17 @@ def test_copy_onto_an_existing_run_fails_without_a_progress_bar(run_dir, tmp_pat
     again = run_cli("copy", str(run_dir), f"parquet+{tmp_path}/copies")
     assert_one_line_error(again, "already exists")
     assert "copy cli-run" not in again.stderr and "draw/s" not in again.stderr
+
+
+@pytest.mark.s3
+def test_copy_creates_a_bucket_only_when_asked(run_dir, s3_options):
+    bucket = f"mcb-new-{os.urandom(4).hex()}"
+    options = json.dumps(s3_options)
+    refused = run_cli("copy", str(run_dir), f"zarr+s3://{bucket}/runs", "-o", options)
+    assert_one_line_error(refused, f"bucket '{bucket}' does not exist", "--create-bucket")
+    made = run_cli(
+        "copy", str(run_dir), f"zarr+s3://{bucket}/runs", "-o", options, "--create-bucket"
+    )
+    assert made.returncode == 0 and "copied cli-run (120 draws)" in made.stdout, made.stderr
+    copied = mcb.open_run(f"s3://{bucket}/runs/cli-run", s3_options)
+    assert [len(c) for c in copied.get_chains()] == [60, 60]

@@ -17,6 +17,8 @@ from mcbackend import errors
         (mcb.FlushError, OSError),
         (mcb.ReadOnlyError, PermissionError),
         (mcb.ChainLockedError, RuntimeError),
+        (mcb.BucketNotFoundError, FileNotFoundError),
+        (mcb.StorageUnreachableError, ConnectionError),
     ],
 )
 def test_errors_share_one_base_and_keep_their_builtin(error, builtin):
