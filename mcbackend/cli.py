@@ -17,9 +17,10 @@ from typing import Any
 import click
 
 from . import registry
-from .cli_errors import describe_error
+from ._cli_errors import describe_error
+from .core import Run
 from .errors import RunNotFoundError
-from .files import Location, list_runs, read_run_info
+from .files import FileRun, Location, list_runs, read_run_info
 from .files.storage import reaching
 from .urls import open_backend, open_run, split_format, url_owner
 
@@ -94,9 +95,11 @@ def list_command(root: str, options: str | None) -> None:
     """List the runs under ROOT (a directory URL, a zip archive made by ``export``, or
     clickhouse://host:port/database)."""
     opts = _storage_options(options)
+    rows: list[tuple[str, Any, Run]]
     if root.endswith(".zip"):
-        run = open_run(root, opts)
-        rows = [(run.meta.rid, read_run_info(run.location).created_at, run)]
+        archived = open_run(root, opts)
+        assert isinstance(archived, FileRun)  # an archive holds a file run
+        rows = [(archived.meta.rid, read_run_info(archived.location).created_at, archived)]
     elif url_owner(root) is not None:
         backend = open_backend(root)
         rows = [
