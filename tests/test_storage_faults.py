@@ -19,8 +19,7 @@ from mcbackend.errors import BucketNotFoundError, ReadOnlyError, StorageUnreacha
 from mcbackend.files import Location
 from mcbackend.files.storage import S3_CONFIG, with_storage_defaults
 from mcbackend.meta import Variable
-
-from .conformance import make_meta
+from mcbackend.testing import make_meta
 
 FORMATS = ["zarr", "parquet"]
 
