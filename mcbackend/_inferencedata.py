@@ -25,7 +25,7 @@ from .npproto.utils import ndarray_to_numpy
 
 if TYPE_CHECKING:
     from .core import Chain, Run
-    from .meta import ExtendedValue
+    from .meta import ExtendedValue, RunMeta
 
 _log = logging.getLogger(__name__)
 
@@ -96,6 +96,23 @@ def _warmup_split(chain: Chain, stat: str | None, length: int) -> slice:
             "posterior draws as warm-up; warm-up must be a leading block."
         )
     return slice(0, n_warmup)
+
+
+def sampled_layout(meta: RunMeta, section: Section) -> list[tuple[str, VariableSpec, list[str]]]:
+    """(name, spec, dims after ``chain, draw``) of the variables or stats of a sampled group,
+    as ``run_to_datatree`` names them; Zarr v2 writes its arrays from this same mapping."""
+    variables = meta.sample_stats if section is Section.STATS else meta.variables
+    specs = specs_by_name(variables, "sample stat" if section is Section.STATS else "variable")
+    named = {
+        v.name: list(v.dims)
+        for v in meta.variables
+        if v.dims and len(v.dims) == len(v.shape) and not v.undefined_ndim
+    }
+    out = []
+    for name, spec in specs.items():
+        ndim = len(spec.shape) if spec.is_rigid or spec.is_str else 0
+        out.append((name, spec, _dims_of(name, ndim, named)))
+    return out
 
 
 def find_warmup_stat(stat_names: Sequence[str]) -> str | None:

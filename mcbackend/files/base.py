@@ -102,9 +102,14 @@ class FileBackend(Backend):
         self._check_meta(meta)
         with reaching(self.location):
             check_bucket(self.location, create=self.create_bucket)
-            run_dir = create_run_dir(self.location, meta, self.format, self.format_version)
+            run_dir = create_run_dir(self.location, meta, self.format, self.write_version)
             self._prepare_run(run_dir, meta)
         return self.run_class(meta, run_dir, **self._run_options)
+
+    @property
+    def write_version(self) -> int:
+        """The layout version of new runs (``format_version``, the newest read, by default)."""
+        return self.format_version
 
     def _check_meta(self, meta: RunMeta) -> None:
         """Refuse metadata the format cannot store, before anything is written."""

@@ -6,6 +6,7 @@ writer threads (file system calls release the GIL). Elsewhere each file is one P
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
@@ -79,6 +80,28 @@ class Location:
             _write_local_many([(self.file(name), data) for name, data in files.items()])
         else:
             self.fs.pipe({self.file(name): data for name, data in files.items()})
+
+    def create_file(self, name: str, data: bytes) -> None:
+        """Create a file unless it exists (``FileExistsError``): exactly one of several
+        concurrent creators wins (S3 ``If-None-Match: *``; locally ``O_EXCL`` + link)."""
+        target = self.file(name)
+        if not self.is_local:
+            self.fs.pipe_file(target, data, mode="create")
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.partial"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, target)
+        finally:
+            os.remove(tmp)
+
+    def remove(self, names: list[str]) -> None:
+        """Delete files (paths relative to this directory); absent ones are no error."""
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self.file(name))
 
     def read_many(self, names: list[str], missing_ok: bool = False) -> dict[str, bytes]:
         """Read files (paths relative to this directory) in one batch of requests; with

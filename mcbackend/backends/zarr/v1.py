@@ -1,4 +1,4 @@
-"""Runs as Zarr v3 groups on any fsspec filesystem (layout: ``formats/zarr.md``).
+"""Zarr layout version 1 (``formats/zarr.md``): read forever, written on request.
 
 ::
 
@@ -28,14 +28,14 @@ import zarr.storage
 from zarr.abc.store import Store
 from zarr.core.sync import sync
 
-from .._validation import VariableSpec
-from ..codec import Ragged, Section, encode_name, ragged_draws, shape_offsets, str_array, str_draws
-from ..errors import CorruptRunError
-from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
-from ..meta import ChainMeta, RunMeta, Variable
-from ..zarrio import ArrayAppender, Compression, group_document
+from ..._validation import VariableSpec
+from ...codec import Ragged, Section, encode_name, ragged_draws, shape_offsets, str_array, str_draws
+from ...errors import CorruptRunError
+from ...files import BufferedChain, DrawBuffer, FileRun, Location
+from ...meta import ChainMeta, RunMeta, Variable
+from ...zarrio import ArrayAppender, Compression, group_document
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ZarrBackend", "ZarrChain", "ZarrRun"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ZarrChain", "ZarrRun", "prepare_v1_run"]
 
 FORMAT = "zarr"
 FORMAT_VERSION = 1
@@ -323,6 +323,7 @@ class ZarrRun(FileRun[ZarrChain]):
         location: Location,
         *,
         chunk_draws: int | None = None,
+        chunk_bytes: int | None = None,
         compression: Compression | None = None,
         **options,
     ) -> None:
@@ -344,67 +345,7 @@ class ZarrRun(FileRun[ZarrChain]):
         return problems
 
 
-class ZarrBackend(FileBackend):
-    """Stores each run as a Zarr v3 group at ``<url_or_path>/<rid>`` on any fsspec filesystem.
-
-    Parameters
-    ----------
-    url_or_path
-        Root directory: a local path or any fsspec URL (``file://``, ``memory://``, ``s3://``...).
-    storage_options
-        Passed to fsspec (e.g. S3 credentials and ``endpoint_url``).
-    flush_every
-        Flush whenever the chain length reaches a multiple of this many draws; by default a
-        power of two giving about 4 MiB per flush (64 to 16384 draws).
-    flush_seconds
-        Also flush at the first append this many seconds after the oldest unflushed draw.
-    chunk_draws
-        Draws per chunk; by default the largest divisor of ``flush_every`` giving chunks of
-        at most 1 MiB.
-    compression
-        ``"blosc"`` (LZ4 with byte shuffle, default), ``"zstd"``, ``None``, or a ``Compression``.
-        Every chunk also carries a CRC-32C checksum.
-    background_flush
-        Write count/time-triggered flushes in a background thread while appends go on
-        (``flush()``, reads and closing wait for it).
-    read_only
-        Open runs for reading only (runs in zip archives and on web servers always are).
-    create_bucket
-        Create the S3 bucket of ``url_or_path`` if it does not exist (by default a missing
-        bucket is an error: a typo should not make a new bucket).
-    """
-
-    format = FORMAT
-    format_version = FORMAT_VERSION
-    run_class = ZarrRun
-
-    def __init__(
-        self,
-        url_or_path: str,
-        storage_options: Mapping[str, Any] | None = None,
-        *,
-        flush_every: int | None = None,
-        flush_seconds: float | None = 10.0,
-        chunk_draws: int | None = None,
-        compression: str | Compression | None = "blosc",
-        background_flush: bool = True,
-        read_only: bool = False,
-        create_bucket: bool = False,
-    ) -> None:
-        if not isinstance(compression, Compression):
-            compression = Compression(compression)
-        super().__init__(
-            url_or_path,
-            storage_options,
-            create_bucket=create_bucket,
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
-            chunk_draws=chunk_draws,
-            compression=compression,
-            background_flush=background_flush,
-            read_only=read_only,
-        )
-
-    def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
-        marker = {"format": FORMAT, "format_version": FORMAT_VERSION, "rid": meta.rid}
-        run_dir.write_many({"zarr.json": group_document({"mcbackend": marker})})
+def prepare_v1_run(run_dir: Location, meta: RunMeta) -> None:
+    """The root group document of a new v1 run."""
+    marker = {"format": FORMAT, "format_version": FORMAT_VERSION, "rid": meta.rid}
+    run_dir.write_many({"zarr.json": group_document({"mcbackend": marker})})

@@ -1,0 +1,155 @@
+"""Runs as Zarr v3 hierarchies on any fsspec filesystem (layouts: ``formats/zarr.md``).
+
+The run marker's ``format_version`` picks the layout module: ``v1`` (a group per chain,
+chunks as long as a flush; read forever, written on request) or v2 (``v2*`` modules: the
+ArviZ-shaped hierarchy that xarray and ArviZ open without mcbackend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...core import Run
+from ...errors import FormatVersionError, RunNotFoundError
+from ...files import FileBackend, FileRun, Location, read_run_info
+from ...meta import RunMeta
+from ...zarrio import Compression
+from .v1 import FORMAT, ZarrChain, ZarrRun, chunk_length_for, open_store, prepare_v1_run
+from .v2chain import ZarrV2Chain
+from .v2run import DEFAULT_CHUNK_BYTES, ZarrV2Run, create_v2_run
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ZarrBackend",
+    "ZarrChain",
+    "ZarrRun",
+    "ZarrV2Chain",
+    "ZarrV2Run",
+    "chunk_length_for",
+    "open_store",
+]
+
+#: The newest layout this mcbackend reads.
+FORMAT_VERSION = 2
+#: The layout new runs get unless ``format_version`` says otherwise.
+DEFAULT_FORMAT_VERSION = 1
+RUN_CLASSES: dict[int, type[FileRun]] = {1: ZarrRun, 2: ZarrV2Run}
+
+
+class ZarrBackend(FileBackend):
+    """Stores each run as a Zarr v3 hierarchy at ``<url_or_path>/<rid>`` on any fsspec
+    filesystem.
+
+    Parameters
+    ----------
+    url_or_path
+        Root directory: a local path or any fsspec URL (``file://``, ``memory://``, ``s3://``...).
+    storage_options
+        Passed to fsspec (e.g. S3 credentials and ``endpoint_url``).
+    format_version
+        Layout of new runs: ``1`` (a group per chain) or ``2`` (ArviZ groups ``posterior``,
+        ``sample_stats``, ``warmup_*`` with arrays ``(chain, draw, ...)``, which xarray and
+        ArviZ open as they are). Existing runs are read in their own layout.
+    flush_every
+        Flush whenever the chain length reaches a multiple of this many draws; by default a
+        power of two giving about 4 MiB per flush (64 to 16384 draws).
+    flush_seconds
+        Also flush at the first append this many seconds after the oldest unflushed draw.
+    chunk_draws
+        v1: draws per chunk; by default the largest divisor of ``flush_every`` giving chunks
+        of at most 1 MiB.
+    chunk_bytes
+        v2: uncompressed bytes per chunk (default 4 MiB; 1 to 65536 draws per chunk),
+        independent of flushes.
+    compression
+        ``"blosc"`` (LZ4 with byte shuffle, default), ``"zstd"``, ``None``, or a ``Compression``.
+        Every chunk also carries a CRC-32C checksum.
+    background_flush
+        Write count/time-triggered flushes in a background thread while appends go on
+        (``flush()``, reads and closing wait for it).
+    read_only
+        Open runs for reading only (runs in zip archives and on web servers always are).
+    create_bucket
+        Create the S3 bucket of ``url_or_path`` if it does not exist (by default a missing
+        bucket is an error: a typo should not make a new bucket).
+    """
+
+    format = FORMAT
+    format_version = FORMAT_VERSION
+    run_class = ZarrRun
+
+    def __init__(
+        self,
+        url_or_path: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        format_version: int = DEFAULT_FORMAT_VERSION,
+        flush_every: int | None = None,
+        flush_seconds: float | None = 10.0,
+        chunk_draws: int | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        compression: str | Compression | None = "blosc",
+        background_flush: bool = True,
+        read_only: bool = False,
+        create_bucket: bool = False,
+    ) -> None:
+        if format_version not in RUN_CLASSES:
+            raise FormatVersionError(
+                f"Zarr layout v{format_version} is unknown; this mcbackend writes "
+                f"{sorted(RUN_CLASSES)}."
+            )
+        if int(chunk_bytes) < 1:
+            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}.")
+        if not isinstance(compression, Compression):
+            compression = Compression(compression)
+        super().__init__(
+            url_or_path,
+            storage_options,
+            create_bucket=create_bucket,
+            flush_every=flush_every,
+            flush_seconds=flush_seconds,
+            chunk_draws=chunk_draws,
+            chunk_bytes=int(chunk_bytes),
+            compression=compression,
+            background_flush=background_flush,
+            read_only=read_only,
+        )
+        self._write_version = format_version
+        self.run_class = RUN_CLASSES[format_version]
+
+    @property
+    def write_version(self) -> int:
+        return self._write_version
+
+    def _check_meta(self, meta: RunMeta) -> None:
+        if self.write_version == 2:
+            from ..._validation import VariableSpec
+
+            for var in [*meta.variables, *meta.sample_stats]:
+                if VariableSpec.from_variable(var).is_ragged:
+                    raise ValueError(
+                        f"Variable {var.name!r} has a dynamic shape, which Zarr layout v2 does "
+                        "not store yet; use ZarrBackend(..., format_version=1)."
+                    )
+
+    def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
+        if self.write_version == 1:
+            prepare_v1_run(run_dir, meta)
+            return
+        options = self._run_options
+        create_v2_run(run_dir, meta, options["chunk_bytes"], options["compression"])
+
+    @classmethod
+    def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:
+        """Open the run in ``run_dir`` in the layout its marker names."""
+        info = read_run_info(run_dir)
+        if info.format != cls.format:
+            raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a {cls.format} run.")
+        if info.format_version not in RUN_CLASSES:
+            raise FormatVersionError(
+                f"{run_dir} uses {cls.format} layout v{info.format_version}; this mcbackend "
+                f"reads v{min(RUN_CLASSES)} to v{max(RUN_CLASSES)}. Upgrade mcbackend."
+            )
+        return RUN_CLASSES[info.format_version](info.meta, run_dir, **run_options)

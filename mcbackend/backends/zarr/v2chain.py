@@ -1,0 +1,305 @@
+"""A Zarr v2 chain (``formats/zarr.md``, "How draws arrive"): warm-up routed into
+``warmup_*`` groups as draws arrive, complete chunks written once, one staged segment per
+flush for the partial chunks, the commit record as the commit point, shapes grown by the
+record protocol (``v2commits``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...codec import Section
+from ...errors import ChainLockedError, CorruptRunError
+from ...files import BufferedChain, DrawBuffer
+from ...meta import ChainMeta
+from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
+from .v2layout import SAMPLED, ArraySpec, fill_array
+from .v2read import SegmentGone, read_rows
+from .v2segments import encode_segment, segment_name
+
+if TYPE_CHECKING:
+    from .v2run import ZarrV2Run
+
+__all__ = ["ZarrV2Chain"]
+
+READ_RETRIES = 5
+
+
+class ZarrV2Chain(BufferedChain):
+    """One chain of a v2 run: rows of every array at ``c/<chain>/<k>``."""
+
+    def __init__(self, cmeta: ChainMeta, run: ZarrV2Run, *, created: bool = False) -> None:
+        super().__init__(cmeta, run)
+        self._run: ZarrV2Run = run
+        self._number = cmeta.chain_number
+        self._tails: dict[str, np.ndarray] = {}
+        self._posterior_started = False  # at append: a later warm-up draw is refused
+        self._capacity: dict[str, tuple[int, int]] = {}
+        if created:
+            self._record = Record(chain=self._number, writer=uuid.uuid4().hex)
+            try:
+                run.location.create_file(record_name(self._number), self._record.to_json())
+            except FileExistsError:
+                raise ChainLockedError(
+                    f"Chain {self._number} of run {run.meta.rid} exists (another writer "
+                    "created it); use get_chains() to continue it."
+                ) from None
+            self._converge()
+        else:
+            self._record = self._read_record()
+            self._committed = self._record.draws
+
+    # ---- records ------------------------------------------------------------------------
+
+    def _read_record(self) -> Record:
+        name = record_name(self._number)
+        return Record.parse(self._run.location.read_bytes(name), self._run.location.url(name))
+
+    def _stored_length(self) -> int:
+        return self._read_record().draws
+
+    def _converge(self) -> None:
+        self._capacity = converge_shapes(
+            self._run.location, self._run.arrays, self._run.compression
+        )
+
+    # ---- appending: warm-up routing -----------------------------------------------------
+
+    def _warmup_flags(self, stats: dict[str, Any], n: int | None) -> np.ndarray | None:
+        stat = self._run.warmup_stat
+        if stat is None:
+            return None
+        flags = np.asarray(stats[stat], dtype=bool)
+        return flags.reshape(-1) if n is not None else flags.reshape(1)
+
+    def _check_warmup(self, flags: np.ndarray | None) -> None:
+        """Refuse a warm-up draw after posterior draws, before the buffer takes anything."""
+        if flags is None or not len(flags):
+            return
+        started = self._posterior_started
+        for i, flag in enumerate(flags):
+            if flag and started:
+                raise ValueError(
+                    f"Chain {self.cid}: draw {len(self) + i} is marked as warm-up "
+                    f"({self._run.warmup_stat!r}) after posterior draws; warm-up draws must lead."
+                )
+            started = started or not flag
+
+    def _append(self, draw: Any, stats: Any) -> None:
+        with self._writes.lock:
+            flags = self._warmup_flags(stats, None)
+            self._check_warmup(flags)
+            super()._append(draw, stats)
+            self._note_posterior(flags)
+
+    def _append_many(self, draws: Any, stats: Any, n: int) -> None:
+        with self._writes.lock:
+            flags = self._warmup_flags(stats, n)
+            self._check_warmup(flags)
+            super()._append_many(draws, stats, n)
+            self._note_posterior(flags)
+
+    def _note_posterior(self, flags: np.ndarray | None) -> None:
+        if flags is not None and len(flags) and not flags.all():
+            self._posterior_started = True
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        """Continue after the committed draws: partial chunks from the record's segment (or a
+        closed chain's padded last chunks); debris of uncommitted flushes deleted."""
+        record = self._read_record()
+        record.writer = uuid.uuid4().hex
+        self._tails = {}
+        for array in self._run.arrays:
+            n = record.length(array.group)
+            grows = not (SAMPLED[array.group][1] and record.posterior_draws > 0)
+            if n % array.chunk and grows:
+                start = n - n % array.chunk
+                self._tails[array.key] = self._read_with_retry([(array, start, n)], record)[0]
+        folder = self._run.location.child(f"{CHAINS}/{self._number}")
+        stale = [f"{CHAINS}/{self._number}/{s}" for s in folder.listdir()]
+        keep = {f"{CHAINS}/{self._number}/{s}" for s in record.segments}
+        self._run.location.remove([s for s in stale if s not in keep])
+        self._record = record
+        self._posterior_started = self._posterior_started or record.posterior_draws > 0
+        self._committed = record.draws
+
+    def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
+        record = self._record
+        flags = self._warmup_flags(
+            {self._run.warmup_stat: buffer.columns(Section.STATS).rows(self._run.warmup_stat, 0, n)}
+            if self._run.warmup_stat
+            else {},
+            n,
+        )
+        n_warm = 0
+        if flags is not None and record.posterior_draws == 0:
+            n_warm = int(np.argmin(flags)) if not flags.all() else n
+        if flags is not None and flags[n_warm:].any():
+            raise CorruptRunError(f"Chain {self.cid}: a warm-up draw after posterior draws.")
+        files: dict[str, bytes] = {}
+        lengths = {g: record.length(g) for g in SAMPLED}
+        for array in self._run.arrays:
+            rows = slice(0, n_warm) if SAMPLED[array.group][1] else slice(n_warm, n)
+            if rows.stop > rows.start:
+                values = buffer.columns(array.section).rows(array.spec.name, rows.start, rows.stop)
+                files.update(self._extend(array, _as_rows(values, array), lengths[array.group]))
+        for group, (_, is_warmup) in SAMPLED.items():
+            lengths[group] += n_warm if is_warmup else n - n_warm
+        if n_warm < n:  # warm-up is over for good: its partial chunks become final
+            files.update(
+                self._last_chunks([a for a in self._run.arrays if SAMPLED[a.group][1]], lengths)
+            )
+        segment = self._segment(start + n, lengths)
+        if segment is not None:
+            files[f"{CHAINS}/{self._number}/{segment[0]}"] = segment[1]
+        self._run.location.write_many(files)
+        self._commit(lengths, [segment[0]] if segment else [], closed=False)
+
+    def _extend(self, array: ArraySpec, new: np.ndarray, length: int) -> dict[str, bytes]:
+        """Append rows to an array's partial chunk; complete chunks are returned as files."""
+        tail = self._tails.get(array.key)
+        tail = new if tail is None or not len(tail) else np.concatenate([tail, new])
+        k = (length + len(new) - len(tail)) // array.chunk
+        files = {}
+        while len(tail) >= array.chunk:
+            files[array.chunk_key(self._number, k)] = self._run.compression.encode(
+                tail[None, : array.chunk]
+            )
+            tail, k = tail[array.chunk :], k + 1
+        self._tails[array.key] = tail
+        return files
+
+    def _last_chunks(self, arrays: list[ArraySpec], lengths: dict[str, int]) -> dict[str, bytes]:
+        """Partial last chunks padded with the fill value; their tails emptied."""
+        files = {}
+        for array in arrays:
+            tail = self._tails.get(array.key)
+            if tail is None or not len(tail):
+                continue
+            padded = fill_array(array.dtype, (1, array.chunk, *array.spec.shape))
+            padded[0, : len(tail)] = tail
+            k = lengths[array.group] // array.chunk
+            files[array.chunk_key(self._number, k)] = self._run.compression.encode(padded)
+            self._tails[array.key] = tail[:0]
+        return files
+
+    def _segment(self, stop: int, lengths: dict[str, int]) -> tuple[str, bytes] | None:
+        tails = {
+            a.key: (lengths[a.group] - len(self._tails[a.key]), self._tails[a.key])
+            for a in self._run.arrays
+            if a.key in self._tails and len(self._tails[a.key])
+        }
+        if not tails:
+            return None
+        name = segment_name(self._record.draws, stop)
+        return name, encode_segment(tails, self._run.compression)
+
+    def _commit(self, lengths: dict[str, int], segments: list[str], closed: bool) -> None:
+        """Overwrite the record (the commit point), delete older segments, grow shapes."""
+        old = self._record.segments
+        record = Record(
+            chain=self._number,
+            writer=self._record.writer,
+            draws=lengths["posterior"] + lengths.get("warmup_posterior", 0),
+            warmup_draws=lengths.get("warmup_posterior", 0),
+            posterior_draws=lengths["posterior"],
+            segments=segments,
+            closed=closed,
+        )
+        self._run.location.write_bytes(record_name(self._number), record.to_json())
+        self._record = record
+        self._run.location.remove(
+            [f"{CHAINS}/{self._number}/{s}" for s in old if s not in segments]
+        )
+        groups = sorted({a.group for a in self._run.arrays})
+        needs = wanted_shapes({self._number: record}, groups)
+        have = {g: self._capacity.get(g, (0, 0)) for g in groups}
+        if closed or any(needs[g][0] > have[g][0] or needs[g][1] > have[g][1] for g in groups):
+            self._converge()
+
+    def close(self) -> None:
+        """Flush, write the padded last chunks, commit as closed; shapes become exact."""
+        with self._writes.lock:
+            self.flush()
+            if self._writing and not self._record.closed:
+                self._checked(self._writes.wait)
+                lengths = {g: self._record.length(g) for g in SAMPLED}
+                self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
+                self._commit(lengths, [], closed=True)
+            self._writes.close()
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def _read_with_retry(
+        self, requests: list[tuple[ArraySpec, int, int]], record: Record | None = None
+    ) -> list[np.ndarray]:
+        for _ in range(READ_RETRIES):
+            try:
+                return read_rows(
+                    self._run.location,
+                    record or self._read_record(),
+                    requests,
+                    self._run.compression,
+                )
+            except SegmentGone:
+                record = None
+        raise CorruptRunError(f"Chain {self.cid}: its staged segment kept vanishing while read.")
+
+    def _reader(self, spec, section):
+        def read(lo: int, hi: int) -> np.ndarray:
+            return self._read_many_range([spec], lo, hi, section)[spec.name]
+
+        return read
+
+    def _read_many_stored(self, specs, idx, *, section):
+        if not len(idx):
+            return {s.name: np.empty((0, *s.shape), s.dtype) for s in specs}
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        block = self._read_many_range(specs, lo, hi, section)
+        return {name: values[idx - lo] for name, values in block.items()}
+
+    def _read_many_range(self, specs, lo: int, hi: int, section: Section) -> dict[str, np.ndarray]:
+        """Chain draws ``lo:hi``: warm-up rows, then posterior rows."""
+        for _ in range(READ_RETRIES):
+            record = self._read_record()
+            if hi > record.draws:
+                raise CorruptRunError(
+                    f"Chain {self.cid}: draws up to {hi} asked, {record.draws} committed."
+                )
+            w = record.warmup_draws
+            requests, owners = [], []
+            for spec in specs:
+                for group, rows in (("warmup", (lo, min(hi, w))), ("", (max(lo, w) - w, hi - w))):
+                    if rows[1] > rows[0]:
+                        requests.append((self._run.array(group, section, spec.name), *rows))
+                        owners.append(spec.name)
+            try:
+                values = read_rows(self._run.location, record, requests, self._run.compression)
+            except SegmentGone:
+                continue
+            out: dict[str, list[np.ndarray]] = {s.name: [] for s in specs}
+            for name, block in zip(owners, values):
+                out[name].append(block)
+            return {s.name: _as_draws(out[s.name], s) for s in specs}
+        raise CorruptRunError(f"Chain {self.cid}: its staged segment kept vanishing while read.")
+
+
+def _as_rows(values: Any, array: ArraySpec) -> np.ndarray:
+    if array.spec.is_str:
+        return np.asarray(values).astype(str).reshape(-1, *array.spec.shape)
+    return np.asarray(values, dtype=array.dtype)
+
+
+def _as_draws(blocks: list[np.ndarray], spec) -> np.ndarray:
+    if not blocks:
+        return np.empty((0, *spec.shape), spec.dtype)
+    values = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if spec.is_str:
+        from ...codec import str_draws
+
+        return str_draws(values)
+    return values

@@ -1,0 +1,124 @@
+"""Zarr v2 commit records and array shapes (``formats/zarr.md``, "Shapes without a shared file").
+
+Each chain's record ``_mcbackend/chains/<n>.json`` is its commit point and the only per-chain
+mutable document. Array shapes are a deterministic function of the set of records, written
+by whichever writer changed a record, and re-checked against a fresh listing until stable, so
+chains written by processes that never talk all land.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ...errors import CorruptRunError
+from ...files import Location
+from ...zarrio import Compression
+from .v2layout import COORD_CHUNK, SAMPLED, ArraySpec, array_document, sampled_array_document
+
+__all__ = ["CHAINS", "Record", "converge_shapes", "read_records", "wanted_shapes"]
+
+CHAINS = "_mcbackend/chains"
+DRAW_CAPACITY_MIN = 1024
+
+
+@dataclass
+class Record:
+    """What a chain has committed: draws per group, the staged segment(s), closed or not."""
+
+    chain: int
+    writer: str
+    draws: int = 0
+    warmup_draws: int = 0
+    posterior_draws: int = 0
+    segments: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes, where: str) -> Record:
+        try:
+            record = cls(**json.loads(raw))
+        except (ValueError, TypeError) as ex:
+            raise CorruptRunError(f"The commit record {where} is corrupt: {ex}") from ex
+        if record.draws != record.warmup_draws + record.posterior_draws or record.draws < 0:
+            raise CorruptRunError(f"The commit record {where} is corrupt: draws do not add up.")
+        return record
+
+    def length(self, group: str) -> int:
+        return self.warmup_draws if SAMPLED[group][1] else self.posterior_draws
+
+
+def record_name(chain: int) -> str:
+    return f"{CHAINS}/{chain}.json"
+
+
+def read_records(run_dir: Location) -> dict[int, Record]:
+    """Every chain's commit record, from a fresh listing."""
+    folder = run_dir.child(CHAINS)
+    numbers = sorted(
+        int(n[:-5]) for n in folder.listdir() if n.endswith(".json") and n[:-5].isdigit()
+    )
+    raw = run_dir.read_many([record_name(n) for n in numbers])
+    return {n: Record.parse(raw[record_name(n)], run_dir.url(record_name(n))) for n in numbers}
+
+
+def wanted_shapes(records: dict[int, Record], groups: list[str]) -> dict[str, tuple[int, int]]:
+    """(chains, draws) per sampled group: exact once every chain is closed, else a capacity
+    (a power of two, at least 1024) that covers every record."""
+    if not records:
+        return {g: (0, 0) for g in groups}
+    all_closed = all(r.closed for r in records.values())
+    chains = max(records) + 1
+    shapes = {}
+    for group in groups:
+        need = max(r.length(group) for r in records.values())
+        if not all_closed and need:
+            need = max(DRAW_CAPACITY_MIN, 1 << (need - 1).bit_length())
+        shapes[group] = (chains, need)
+    return shapes
+
+
+def shape_files(
+    arrays: list[ArraySpec], shapes: dict[str, tuple[int, int]], compression: Compression
+) -> dict[str, bytes]:
+    """Array documents for ``shapes``, with the ``chain``/``draw`` coordinates (whose chunk
+    ``k`` holds ``arange(k*65536, (k+1)*65536)`` whatever the shape, so writers agree)."""
+    files = {}
+    for array in arrays:
+        chains, draws = shapes[array.group]
+        files[f"{array.key}/zarr.json"] = sampled_array_document(array, chains, draws, compression)
+    int64 = np.dtype("int64")
+    for group, (chains, draws) in shapes.items():
+        for coord, n in (("chain", chains), ("draw", draws)):
+            for k in range(-(-n // COORD_CHUNK)):
+                values = np.arange(k * COORD_CHUNK, (k + 1) * COORD_CHUNK, dtype=int64)
+                files[f"{group}/{coord}/c/{k}"] = compression.encode(values)
+            files[f"{group}/{coord}/zarr.json"] = array_document(
+                (n,), (COORD_CHUNK,), int64, (coord,), compression
+            )
+    return files
+
+
+def converge_shapes(
+    run_dir: Location, arrays: list[ArraySpec], compression: Compression
+) -> dict[str, tuple[int, int]]:
+    """Write the shapes the current records call for, re-list, repeat until the records
+    listed after a write equal those the write was computed from (see ``formats/zarr.md``).
+    The first write always happens: another writer may have written older shapes since."""
+    groups = sorted({a.group for a in arrays})
+    records = read_records(run_dir)
+    written = None
+    while True:
+        shapes = wanted_shapes(records, groups)
+        if shapes != written:
+            run_dir.write_many(shape_files(arrays, shapes, compression))
+            written = shapes
+        again = read_records(run_dir)
+        if again == records:
+            return shapes
+        records = again

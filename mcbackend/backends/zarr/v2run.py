@@ -1,0 +1,173 @@
+"""A Zarr v2 run: an ArviZ-shaped Zarr v3 hierarchy (``formats/zarr.md``, "Version 2").
+
+Its settings (``chunk_bytes``, compression) live in the root group's
+``attributes.mcbackend``; chains are found from their commit records.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from ...codec import Section
+from ...core import Chain
+from ...errors import CorruptRunError
+from ...files import FileRun, Location
+from ..._inferencedata import find_warmup_stat
+from ...meta import ChainMeta, RunMeta
+from ...zarrio import Compression
+from .v2chain import ZarrV2Chain
+from .v2commits import read_records, shape_files, wanted_shapes
+from .v2layout import (
+    ArraySpec,
+    coordinate_files,
+    data_group_files,
+    group_attributes,
+    group_document,
+    run_coords,
+    sampled_arrays,
+)
+from .v2read import SegmentGone, is_final, read_rows
+
+__all__ = ["DEFAULT_CHUNK_BYTES", "ZarrV2Run", "create_v2_run"]
+
+DEFAULT_CHUNK_BYTES = 4 << 20
+
+
+def create_v2_run(
+    run_dir: Location, meta: RunMeta, chunk_bytes: int, compression: Compression
+) -> None:
+    """Every document of a new run that does not depend on chains or draws."""
+    settings = {
+        "format": "zarr",
+        "format_version": 2,
+        "rid": meta.rid,
+        "chunk_bytes": chunk_bytes,
+        "compression": compression.name,
+        "compression_level": compression.level,
+    }
+    created_at = datetime.datetime.now(datetime.UTC).isoformat()
+    files = {"zarr.json": group_document({"mcbackend": settings})}
+    arrays = sampled_arrays(meta, chunk_bytes)
+    coords = run_coords(meta)
+    for group in dict.fromkeys(a.group for a in arrays):
+        files[f"{group}/zarr.json"] = group_document(group_attributes(meta, True, created_at))
+        dims = {d for a in arrays if a.group == group for d in a.dims}
+        files.update(coordinate_files(group, dims, coords, compression))
+    groups = sorted({a.group for a in arrays})
+    files.update(shape_files(arrays, wanted_shapes({}, groups), compression))
+    files.update(data_group_files(meta, compression, created_at))
+    run_dir.write_many(files)
+
+
+class ZarrV2Run(FileRun):
+    """A run stored as Zarr v2 at ``<root>/<rid>``."""
+
+    chain_class = ZarrV2Chain
+    chain_marker = ""
+
+    def __init__(
+        self,
+        meta: RunMeta,
+        location: Location,
+        *,
+        chunk_draws: int | None = None,
+        chunk_bytes: int | None = None,
+        compression: Compression | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(meta, location, **options)
+        settings = self._settings()
+        self.chunk_bytes = int(settings["chunk_bytes"])
+        self.compression = Compression(settings["compression"], int(settings["compression_level"]))
+        self.arrays = sampled_arrays(meta, self.chunk_bytes)
+        self._by_name = {(a.group, a.spec.name): a for a in self.arrays}
+        self.warmup_stat = find_warmup_stat([s.name for s in meta.sample_stats])
+
+    def _settings(self) -> dict[str, Any]:
+        where = self.location.url("zarr.json")
+        try:
+            settings = json.loads(self.location.read_bytes("zarr.json"))["attributes"]["mcbackend"]
+            return {k: settings[k] for k in ("chunk_bytes", "compression", "compression_level")}
+        except FileNotFoundError as ex:
+            raise CorruptRunError(f"The Zarr v2 run lacks its root document {where}.") from ex
+        except (ValueError, KeyError, TypeError) as ex:
+            raise CorruptRunError(f"The root document {where} is corrupt: {ex!r}") from ex
+
+    def array(self, prefix: str, section: Section, name: str) -> ArraySpec:
+        group = "sample_stats" if section is Section.STATS else "posterior"
+        return self._by_name[(f"{prefix}_{group}" if prefix else group, name)]
+
+    def get_chains(self) -> list[Chain]:
+        for number in read_records(self.location):
+            if number not in self._chains:
+                cmeta = ChainMeta(rid=self.meta.rid, chain_number=number)
+                self._chains[number] = self.chain_class(cmeta, self)
+        return [self._chains[n] for n in sorted(self._chains)]
+
+    def verify(self) -> list[str]:
+        """Every array document, every chunk below each chain's committed length and the
+        staged segment of open chains; the problems found (empty: all good)."""
+        problems = self._verify_documents()
+        try:
+            records = read_records(self.location)
+        except CorruptRunError as ex:
+            return [*problems, str(ex)]
+        for record in records.values():
+            for array in self.arrays:
+                n = record.length(array.group)
+                for k in range(-(-n // array.chunk)):
+                    lo, hi = k * array.chunk, min(n, (k + 1) * array.chunk)
+                    try:
+                        read_rows(self.location, record, [(array, lo, hi)], self.compression)
+                    except CorruptRunError as ex:
+                        problems.append(str(ex))
+                    except SegmentGone:
+                        problems.append(f"Chain {record.chain}: its segment vanished (re-run).")
+                    if not is_final(array, record, k):
+                        break
+        groups = sorted({a.group for a in self.arrays})
+        stored = self._stored_shapes()
+        for group, (chains, draws) in wanted_shapes(records, groups).items():
+            have = stored.get(group)
+            if have is not None and (have[0] < chains or have[1] < draws):
+                problems.append(
+                    f"{group}: shape {have} is stale (records need {chains} chains, {draws} "
+                    "draws); the next writer fixes it"
+                )
+        return problems
+
+    def _verify_documents(self) -> list[str]:
+        names = [f"{a.key}/zarr.json" for a in self.arrays]
+        docs = self.location.read_many(names, missing_ok=True)
+        problems = []
+        for array, name in zip(self.arrays, names):
+            if name not in docs:
+                problems.append(f"{self.location.url(name)} is missing")
+                continue
+            try:
+                doc = json.loads(docs[name])
+                chunk = doc["chunk_grid"]["configuration"]["chunk_shape"]
+                expected = [1, array.chunk, *array.spec.shape]
+                if chunk != expected or doc["codecs"] != self.compression.codecs(array.dtype):
+                    problems.append(
+                        f"{self.location.url(name)}: chunks or codecs differ from {expected}"
+                    )
+                if doc["dimension_names"] != ["chain", "draw", *array.dims]:
+                    problems.append(f"{self.location.url(name)}: dimension_names differ")
+            except (ValueError, KeyError, TypeError) as ex:
+                problems.append(f"{self.location.url(name)} is corrupt: {ex!r}")
+        return problems
+
+    def _stored_shapes(self) -> dict[str, tuple[int, int]]:
+        shapes = {}
+        for array in self.arrays:
+            if array.group in shapes:
+                continue
+            try:
+                doc = json.loads(self.location.read_bytes(f"{array.key}/zarr.json"))
+                shapes[array.group] = tuple(doc["shape"][:2])
+            except (OSError, ValueError, KeyError):
+                continue
+        return shapes
