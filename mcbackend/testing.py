@@ -32,6 +32,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("mcbackend.testing needs pytest: pip install pytest") from error
 
 import mcbackend as mcb
+from mcbackend._inferencedata import find_warmup_stat
 from mcbackend.meta import Coordinate, DataVariable, RunMeta, Variable
 from mcbackend.npproto.utils import ndarray_from_numpy
 
@@ -89,9 +90,15 @@ def random_value(var: Variable, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_draws(variables: list[Variable], n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """``n`` draws of random values for ``variables`` (reproducible by ``seed``)."""
+    """Random draws; a warm-up stat (``in_warmup``, ``tune``) marks a leading block, as every
+    sampler does (Zarr v2 routes draws by it and refuses warm-up after posterior draws)."""
     rng = np.random.default_rng(seed)
-    return [{v.name: random_value(v, rng) for v in variables} for _ in range(n)]
+    draws = [{v.name: random_value(v, rng) for v in variables} for _ in range(n)]
+    warmup = find_warmup_stat([v.name for v in variables if v.dtype == "bool" and not v.shape])
+    for i, draw in enumerate(draws):
+        if warmup is not None:
+            draw[warmup] = np.array(i < n // 3)
+    return draws
 
 
 def assert_values_equal(actual: np.ndarray, expected: list[np.ndarray], var: Variable) -> None:

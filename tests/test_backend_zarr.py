@@ -52,3 +52,32 @@ class TestZarrS3(BackendConformance):
         return mcb.open_run(
             f"{backend.location.url()}/{run.meta.rid}", backend.location.storage_options
         )
+
+
+class TestZarrV2Local(TestZarrLocal):
+    """Layout v2 (formats/zarr.md): the whole suite, chunks of 64 bytes so flushes straddle
+    chunk boundaries and chains end inside a chunk."""
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return mcb.ZarrBackend(
+            str(tmp_path / "runs"), format_version=2, chunk_bytes=64, flush_every=7,
+            flush_seconds=None,
+        )  # fmt: skip
+
+
+class TestZarrV2Memory(TestZarrMemoryUnflushed):
+    @pytest.fixture
+    def backend(self):
+        url = f"memory://zarr-{np.random.randint(10**9)}"
+        return mcb.ZarrBackend(url, format_version=2, flush_every=5, flush_seconds=None)
+
+
+@pytest.mark.s3
+class TestZarrV2S3(TestZarrS3):
+    @pytest.fixture
+    def backend(self, s3_bucket, s3_options):
+        return mcb.ZarrBackend(
+            f"{s3_bucket}/runs", s3_options, format_version=2, chunk_bytes=256, flush_every=16,
+            flush_seconds=None,
+        )  # fmt: skip

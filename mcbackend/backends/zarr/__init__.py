@@ -123,17 +123,6 @@ class ZarrBackend(FileBackend):
     def write_version(self) -> int:
         return self._write_version
 
-    def _check_meta(self, meta: RunMeta) -> None:
-        if self.write_version == 2:
-            from ..._validation import VariableSpec
-
-            for var in [*meta.variables, *meta.sample_stats]:
-                if VariableSpec.from_variable(var).is_ragged:
-                    raise ValueError(
-                        f"Variable {var.name!r} has a dynamic shape, which Zarr layout v2 does "
-                        "not store yet; use ZarrBackend(..., format_version=1)."
-                    )
-
     def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
         if self.write_version == 1:
             prepare_v1_run(run_dir, meta)

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...codec import Section
+from ...columns import as_object_array
 from ...errors import ChainLockedError, CorruptRunError
 from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
+from ..._validation import VariableSpec
+from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
 from .v2layout import SAMPLED, ArraySpec, fill_array
 from .v2read import SegmentGone, read_rows
@@ -37,7 +40,20 @@ class ZarrV2Chain(BufferedChain):
         self._tails: dict[str, np.ndarray] = {}
         self._posterior_started = False  # at append: a later warm-up draw is refused
         self._capacity: dict[str, tuple[int, int]] = {}
+        self._ragged = {
+            (section, var.name): ZarrColumn(
+                f"{CHAINS}/{self._number}/ragged", section, var, run.store
+            )
+            for section, variables in (
+                (Section.DRAWS, run.meta.variables),
+                (Section.STATS, run.meta.sample_stats),
+            )
+            for var in variables
+            if VariableSpec.from_variable(var).is_ragged
+        }
         if created:
+            for column in self._ragged.values():
+                column.create(VARIABLE_CHUNK_DRAWS, run.compression)
             self._record = Record(chain=self._number, writer=uuid.uuid4().hex)
             try:
                 run.location.create_file(record_name(self._number), self._record.to_json())
@@ -123,6 +139,14 @@ class ZarrV2Chain(BufferedChain):
         stale = [f"{CHAINS}/{self._number}/{s}" for s in folder.listdir()]
         keep = {f"{CHAINS}/{self._number}/{s}" for s in record.segments}
         self._run.location.remove([s for s in stale if s not in keep])
+        paths = [p for column in self._ragged.values() for p in column.metadata_paths()]
+        documents = self._run.location.read_many(paths, missing_ok=True)
+        for column in self._ragged.values():
+            column.resume(
+                record.draws,
+                documents,
+                lambda col: col.create(VARIABLE_CHUNK_DRAWS, self._run.compression),
+            )
         self._record = record
         self._posterior_started = self._posterior_started or record.posterior_draws > 0
         self._committed = record.draws
@@ -147,6 +171,8 @@ class ZarrV2Chain(BufferedChain):
             if rows.stop > rows.start:
                 values = buffer.columns(array.section).rows(array.spec.name, rows.start, rows.stop)
                 files.update(self._extend(array, _as_rows(values, array), lengths[array.group]))
+        for (section, name), column in self._ragged.items():
+            files.update(column.append(buffer.columns(section).rows(name, 0, n)))
         for group, (_, is_warmup) in SAMPLED.items():
             lengths[group] += n_warm if is_warmup else n - n_warm
         if n_warm < n:  # warm-up is over for good: its partial chunks become final
@@ -180,7 +206,8 @@ class ZarrV2Chain(BufferedChain):
             tail = self._tails.get(array.key)
             if tail is None or not len(tail):
                 continue
-            padded = fill_array(array.dtype, (1, array.chunk, *array.spec.shape))
+            dtype = tail.dtype if array.spec.is_str else array.dtype  # keeps the str width
+            padded = fill_array(dtype, (1, array.chunk, *array.spec.shape))
             padded[0, : len(tail)] = tail
             k = lengths[array.group] // array.chunk
             files[array.chunk_key(self._number, k)] = self._run.compression.encode(padded)
@@ -257,7 +284,10 @@ class ZarrV2Chain(BufferedChain):
 
     def _read_many_stored(self, specs, idx, *, section):
         if not len(idx):
-            return {s.name: np.empty((0, *s.shape), s.dtype) for s in specs}
+            return {
+                s.name: np.empty((0, *s.shape), s.dtype) if s.is_rigid else as_object_array([])
+                for s in specs
+            }
         lo, hi = int(idx.min()), int(idx.max()) + 1
         block = self._read_many_range(specs, lo, hi, section)
         return {name: values[idx - lo] for name, values in block.items()}
@@ -272,7 +302,10 @@ class ZarrV2Chain(BufferedChain):
                 )
             w = record.warmup_draws
             requests, owners = [], []
-            for spec in specs:
+            ragged = {
+                s.name: self._ragged[(section, s.name)].read(lo, hi) for s in specs if s.is_ragged
+            }
+            for spec in (s for s in specs if not s.is_ragged):
                 for group, rows in (("warmup", (lo, min(hi, w))), ("", (max(lo, w) - w, hi - w))):
                     if rows[1] > rows[0]:
                         requests.append((self._run.array(group, section, spec.name), *rows))
@@ -281,10 +314,11 @@ class ZarrV2Chain(BufferedChain):
                 values = read_rows(self._run.location, record, requests, self._run.compression)
             except SegmentGone:
                 continue
-            out: dict[str, list[np.ndarray]] = {s.name: [] for s in specs}
+            out: dict[str, list[np.ndarray]] = {s.name: [] for s in specs if not s.is_ragged}
             for name, block in zip(owners, values):
                 out[name].append(block)
-            return {s.name: _as_draws(out[s.name], s) for s in specs}
+            rigid = {s.name: _as_draws(out[s.name], s) for s in specs if not s.is_ragged}
+            return rigid | ragged
         raise CorruptRunError(f"Chain {self.cid}: its staged segment kept vanishing while read.")
 
 

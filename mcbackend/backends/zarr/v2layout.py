@@ -88,6 +88,8 @@ def sampled_arrays(meta: RunMeta, chunk_bytes: int) -> list[ArraySpec]:
         if is_warmup and not warmup:
             continue
         for name, spec, dims in sampled_layout(meta, section):
+            if spec.is_ragged:
+                continue  # stored per chain in _mcbackend/ (``v2chain``), read via mcbackend
             node = encode_name(name)
             arrays.append(
                 ArraySpec(group, node, spec, section, tuple(dims), chunk_draws(spec, chunk_bytes))

@@ -17,6 +17,7 @@ from ...files import FileRun, Location
 from ..._inferencedata import find_warmup_stat
 from ...meta import ChainMeta, RunMeta
 from ...zarrio import Compression
+from .v1 import open_store
 from .v2chain import ZarrV2Chain
 from .v2commits import read_records, shape_files, wanted_shapes
 from .v2layout import (
@@ -83,6 +84,7 @@ class ZarrV2Run(FileRun):
         self.compression = Compression(settings["compression"], int(settings["compression_level"]))
         self.arrays = sampled_arrays(meta, self.chunk_bytes)
         self._by_name = {(a.group, a.spec.name): a for a in self.arrays}
+        self.store = open_store(location, read_only=self.read_only)
         self.warmup_stat = find_warmup_stat([s.name for s in meta.sample_stats])
 
     def _settings(self) -> dict[str, Any]:
