@@ -20,11 +20,17 @@ from mcbackend.testing import assert_values_equal, make_meta, random_draws
 
 from .writer_process import expected_draw
 
-FORMATS = ["zarr", "parquet"]
+FORMATS = ["zarr", "zarr2", "parquet"]
+#: Zarr layout v2 with chunks of 64 bytes, so chunks complete between flushes.
+ZARR2 = "functools.partial(mcb.ZarrBackend, format_version=2, chunk_bytes=64)"
+BACKEND_CODE = {"zarr": "mcb.ZarrBackend", "zarr2": ZARR2, "parquet": "mcb.ParquetBackend"}
 
 
 def backend_class(fmt: str):
-    return getattr(mcb, {"zarr": "ZarrBackend", "parquet": "ParquetBackend"}[fmt])
+    """The backend class of a format (``zarr2``: Zarr layout v2), to call as a class."""
+    import functools  # noqa: F401 - used by the eval'd expression
+
+    return eval(BACKEND_CODE[fmt])
 
 
 @pytest.fixture(params=FORMATS)
@@ -299,7 +305,8 @@ def test_crash_before_first_flush_then_resume(fmt, tmp_path):
     proc = start_writer(fmt, str(tmp_path), "early", 10**6)
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "early" / "chain_0").exists() and time.monotonic() < deadline:
+        started = [tmp_path / "early" / "chain_0", tmp_path / "early/_mcbackend/chains/0.json"]
+        while not any(p.exists() for p in started) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
@@ -336,7 +343,7 @@ def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch, backgr
     failures = []
 
     def failing_write(self, files):
-        if any(".parquet" in name or "/c/" in name for name in files):
+        if any(".parquet" in name or "/c/" in name or "/seg-" in name for name in files):
             failures.append(list(files))
             raise OSError("No space left on device")
         return original(self, files)
@@ -361,9 +368,9 @@ def test_failed_flush_keeps_draws_and_retries(fmt, tmp_path, monkeypatch, backgr
 def test_interpreter_exit_flushes_everything(fmt, tmp_path):
     """A script that never closes its run still leaves every draw on storage."""
     code = (
-        "import sys, mcbackend as mcb\n"
+        "import functools, sys, mcbackend as mcb\n"
         "from tests.writer_process import expected_draw, meta\n"
-        f"backend = mcb.{backend_class(fmt).__name__}(sys.argv[1], flush_every=4)\n"
+        f"backend = {BACKEND_CODE[fmt]}(sys.argv[1], flush_every=4)\n"
         "chain = backend.init_run(meta('exit')).init_chain(0)\n"
         "for i in range(10):\n"
         "    chain.append(expected_draw(i), {'in_warmup': False})\n"
@@ -429,9 +436,9 @@ def test_interpreter_exit_flushes_everything_on_s3(fmt, s3_bucket, s3_options, h
     also when the endpoint's host name has to be resolved."""
     options = {**s3_options, "endpoint_url": s3_options["endpoint_url"].replace("127.0.0.1", host)}
     code = (
-        "import json, sys, mcbackend as mcb\n"
+        "import functools, json, sys, mcbackend as mcb\n"
         "from tests.writer_process import expected_draw, meta\n"
-        f"backend = mcb.{backend_class(fmt).__name__}(sys.argv[1], json.loads(sys.argv[2]),"
+        f"backend = {BACKEND_CODE[fmt]}(sys.argv[1], json.loads(sys.argv[2]),"
         " flush_every=4)\n"
         "chain = backend.init_run(meta('exit')).init_chain(0)\n"
         "for i in range(10):\n"

@@ -136,7 +136,11 @@ class ZarrV2Chain(BufferedChain):
                 start = n - n % array.chunk
                 self._tails[array.key] = self._read_with_retry([(array, start, n)], record)[0]
         folder = self._run.location.child(f"{CHAINS}/{self._number}")
-        stale = [f"{CHAINS}/{self._number}/{s}" for s in folder.listdir()]
+        stale = [
+            f"{CHAINS}/{self._number}/{s}"
+            for s in folder.listdir()
+            if s.startswith("seg-")  # segments and their temporary files
+        ]
         keep = {f"{CHAINS}/{self._number}/{s}" for s in record.segments}
         self._run.location.remove([s for s in stale if s not in keep])
         paths = [p for column in self._ragged.values() for p in column.metadata_paths()]
