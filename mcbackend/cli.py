@@ -134,6 +134,8 @@ def info(url: str, options: str | None) -> None:
     click.echo(f"backend:  {type(run).__name__}")
     location = getattr(run, "location", None)
     if location is not None:
+        marker = read_run_info(location)
+        click.echo(f"format:   {marker.format} v{marker.format_version}")
         click.echo(f"size:     {_human(location.fs.du(location.path))}")
     for key, value in attributes_to_python(run.meta.attributes).items():
         click.echo(f"  {key}: {value}")
@@ -176,6 +178,12 @@ def summary(url: str, options: str | None, var_names: tuple[str, ...]) -> None:
 @click.option(
     "--create-bucket", is_flag=True, help="Create DESTINATION's S3 bucket if it does not exist."
 )
+@click.option(
+    "--format-version",
+    type=int,
+    default=None,
+    help="Layout version of the copy (file formats; e.g. 2 turns a Zarr v1 run into v2).",
+)
 def copy(
     source: str,
     destination: str,
@@ -183,6 +191,7 @@ def copy(
     dest_storage_options: str | None,
     batch: int,
     create_bucket: bool,
+    format_version: int | None,
 ) -> None:
     """Copy the run at SOURCE into the root DESTINATION.
 
@@ -197,7 +206,9 @@ def copy(
         if dest_storage_options
         else _storage_options(options)
     )
-    extra = {"create_bucket": True} if create_bucket else {}
+    extra: dict[str, Any] = {"create_bucket": True} if create_bucket else {}
+    if format_version is not None:
+        extra["format_version"] = format_version
     backend = open_backend(destination, dest_opts, **extra)
     copied = copy_run(run, backend, batch=batch, progress=True)
     click.echo(f"copied {copied.meta.rid} ({sum(len(c) for c in copied.get_chains())} draws)")

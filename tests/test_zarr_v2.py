@@ -1,0 +1,314 @@
+"""Zarr layout v2 (formats/zarr.md, "Version 2"): what plain xarray/ArviZ readers see, chains
+written by separate processes, damage detection, warm-up routing, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+import mcbackend as mcb
+from mcbackend.cli import main as cli
+from mcbackend.errors import CorruptRunError
+from mcbackend.meta import Coordinate, DataVariable, RunMeta, Variable
+from mcbackend.npproto.utils import ndarray_from_numpy
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+#: Run in a subprocess: mcbackend cannot be imported there.
+BLOCK_MCBACKEND = """
+import importlib.abc, sys
+class NoMcbackend(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "mcbackend" or name.startswith("mcbackend."):
+            raise ImportError("mcbackend is blocked in this check")
+sys.meta_path.insert(0, NoMcbackend())
+"""
+
+
+def model_meta(rid: str) -> RunMeta:
+    """Eight schools, PyMC-like: stats with a warm-up stat, coords, observed/constant data."""
+    schools = np.array([f"school {i}" for i in range(8)])
+    return RunMeta(
+        rid=rid,
+        variables=[
+            Variable("mu", "float64", []),
+            Variable("theta", "float64", [8], dims=["school"]),
+            Variable("z", "float32", [3, 2]),
+        ],
+        sample_stats=[
+            Variable("in_warmup", "bool", []),
+            Variable("lp", "float64", []),
+            Variable("n_steps", "int64", []),
+        ],
+        coordinates=[Coordinate("school", ndarray_from_numpy(schools))],
+        data=[
+            DataVariable("y", ndarray_from_numpy(np.arange(8.0)), ["school"], True),
+            DataVariable("sigma", ndarray_from_numpy(np.full(8, 2.0)), ["school"], False),
+        ],
+        attributes={"inference_library": mcb.ExtendedValue(string_value="demo")},
+    )
+
+
+def chain_values(c: int, n: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng(c)
+    mu = rng.normal(size=n)
+    draws = {
+        "mu": mu,
+        "theta": mu[:, None] + rng.normal(size=(n, 8)),
+        "z": rng.normal(size=(n, 3, 2)).astype("float32"),
+    }
+    stats = {"lp": rng.normal(size=n), "n_steps": rng.integers(1, 16, size=n)}
+    return draws, stats
+
+
+def write_run(url, meta, chains=4, tune=30, draws=170, options=None, **kwargs):
+    backend = mcb.ZarrBackend(url, options, format_version=2, flush_seconds=None, **kwargs)
+    run = backend.init_run(meta)
+    for c in range(chains):
+        values, stats = chain_values(c, tune + draws)
+        chain = run.init_chain(c)
+        chain.append_many(values, {**stats, "in_warmup": np.arange(tune + draws) < tune})
+        chain.close()
+    return run
+
+
+def plain_read(code: str, *args: str) -> str:
+    """Run ``code`` in a fresh interpreter where mcbackend cannot be imported."""
+    script = BLOCK_MCBACKEND + textwrap.dedent(code)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd="/", timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_plain_xarray_and_arviz_read_a_finished_run(tmp_path):
+    """A finished run is ArviZ data without mcbackend, equal to ``to_inferencedata()``."""
+    write_run(str(tmp_path), model_meta("eight"), chunk_bytes=256, flush_every=16)
+    url = str(tmp_path / "eight")
+    out = tmp_path / "plain.pickle"
+    stdout = plain_read(
+        """
+        import json, pickle, sys
+        import arviz as az, xarray as xr
+        tree = xr.open_datatree(sys.argv[1], engine="zarr", consolidated=False)
+        idata = az.from_zarr(sys.argv[1])
+        summary = az.summary(idata, var_names=["mu", "theta"])
+        ess = float(az.ess(idata, var_names=["mu"])["mu"])
+        rhat = float(az.rhat(idata, var_names=["mu"])["mu"])
+        groups = {g: dict(tree[g].to_dataset().sizes) for g in tree.children}
+        with open(sys.argv[2], "wb") as f:
+            pickle.dump(tree.load(), f)
+        print(json.dumps({"groups": groups, "summary_rows": len(summary), "ess": ess,
+                          "rhat": rhat, "attrs": tree["posterior"].attrs}))
+        """,
+        url,
+        str(out),
+    )
+    seen = json.loads(stdout)
+    assert set(seen["groups"]) == {
+        "posterior", "sample_stats", "warmup_posterior", "warmup_sample_stats",
+        "observed_data", "constant_data",
+    }  # fmt: skip
+    assert seen["groups"]["posterior"] == {"chain": 4, "draw": 170, "school": 8,
+                                           "z_dim_0": 3, "z_dim_1": 2}  # fmt: skip
+    assert seen["groups"]["warmup_sample_stats"] == {"chain": 4, "draw": 30}
+    assert seen["summary_rows"] == 9 and seen["ess"] > 100 and 0.9 < seen["rhat"] < 1.1
+    assert seen["attrs"]["inference_library"] == "demo"
+    assert seen["attrs"]["sample_dims"] == ["chain", "draw"]
+
+    with open(out, "rb") as f:
+        plain = pickle.load(f)  # written by the subprocess above: only xarray objects
+    ours = mcb.open_run(url).to_inferencedata()
+    for group in ["posterior", "sample_stats", "warmup_posterior", "warmup_sample_stats",
+                  "observed_data", "constant_data"]:  # fmt: skip
+        a, b = plain[group].to_dataset(), ours[group].to_dataset()
+        assert set(a.data_vars) == set(b.data_vars), group
+        for name in a.data_vars:
+            assert a[name].dims == b[name].dims, (group, name)
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        for coord in b.coords:
+            np.testing.assert_array_equal(a[coord].values, b[coord].values)
+    np.testing.assert_array_equal(plain["posterior"]["school"], [f"school {i}" for i in range(8)])
+
+
+WRITER = """
+import sys, numpy as np, json, mcbackend as mcb
+url, options, c, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+run = mcb.ZarrBackend(url, options, format_version=2, chunk_bytes=512, flush_every=25,
+                      flush_seconds=None).get_run("many")
+chain = run.init_chain(c)
+for i in range(n):
+    chain.append({"a": np.array(c * 10000.0 + i)}, {"in_warmup": np.array(i < 20)})
+chain.close()
+"""
+
+
+@pytest.mark.s3
+def test_four_processes_write_four_chains_on_s3(s3_bucket, s3_options):
+    """Chains of one run written by separate processes all land, shapes exact; neither the
+    number of chains nor of draws was known at init_run (capacity grows past 1024)."""
+    url = f"{s3_bucket}/runs"
+    meta = RunMeta(
+        rid="many",
+        variables=[Variable("a", "float64", [])],
+        sample_stats=[Variable("in_warmup", "bool", [])],
+    )
+    mcb.ZarrBackend(url, s3_options, format_version=2).init_run(meta)
+    lengths = [1300, 900, 1500, 700]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, json.dumps(s3_options), str(c), str(n)],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c, n in enumerate(lengths)
+    ]
+    for proc in procs:
+        assert proc.wait(300) == 0, proc.stderr.read()
+    run = mcb.open_run(f"{url}/many", s3_options)
+    assert [len(c) for c in run.get_chains()] == lengths
+    assert run.verify() == []
+    tree = xr.open_datatree(
+        f"{url}/many", engine="zarr", consolidated=False, storage_options=s3_options
+    )
+    post = tree["posterior"]["a"].values
+    assert post.shape == (4, max(lengths) - 20)
+    assert tree["warmup_posterior"]["a"].shape == (4, 20)
+    for c, n in enumerate(lengths):
+        np.testing.assert_array_equal(post[c, : n - 20], c * 10000.0 + np.arange(20, n))
+        assert np.isnan(post[c, n - 20 :]).all()
+
+
+def small_run(tmp_path):
+    meta = model_meta("damaged")
+    write_run(str(tmp_path), meta, chains=2, chunk_bytes=256, flush_every=16)
+    return tmp_path / "damaged"
+
+
+def test_deleted_chunk_raises_and_is_reported(tmp_path):
+    run_dir = small_run(tmp_path)
+    chunk = run_dir / "posterior/mu/c/1/2"
+    chunk.unlink()
+    run = mcb.open_run(str(run_dir))
+    problems = run.verify()
+    assert len(problems) == 1 and "posterior/mu/c/1/2" in problems[0] and "missing" in problems[0]
+    chain = run.get_chains()[1]
+    with pytest.raises(CorruptRunError, match="posterior/mu/c/1/2.*missing"):
+        chain.get_draws("mu")
+    with pytest.raises(CorruptRunError, match="missing"):
+        run.to_inferencedata()["posterior"]["mu"].load()
+    chain.get_draws("theta")  # other arrays read fine
+
+
+def test_byte_flipped_chunk_raises_and_is_reported(tmp_path):
+    run_dir = small_run(tmp_path)
+    chunk = run_dir / "sample_stats/lp/c/0/1"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    run = mcb.open_run(str(run_dir))
+    (problem,) = run.verify()
+    assert "sample_stats/lp/c/0/1" in problem and "CRC" in problem
+    with pytest.raises(CorruptRunError, match="sample_stats/lp/c/0/1"):
+        run.get_chains()[0].get_stats("lp")
+
+
+def test_damaged_segment_of_an_open_chain(tmp_path):
+    backend = mcb.ZarrBackend(str(tmp_path), format_version=2, chunk_bytes=256, flush_seconds=None)
+    run = backend.init_run(model_meta("open"))
+    chain = run.init_chain(0)
+    values, stats = chain_values(0, 50)
+    chain.append_many(values, {**stats, "in_warmup": np.arange(50) < 10})
+    chain.flush()
+    (segment,) = (tmp_path / "open/_mcbackend/chains/0").glob("seg-*")
+    assert mcb.open_run(str(tmp_path / "open")).verify() == []
+    segment.unlink()
+    reader = mcb.open_run(str(tmp_path / "open"))
+    assert any("segment" in p for p in reader.verify())
+    with pytest.raises(CorruptRunError):
+        reader.get_chains()[0].get_draws("mu")
+
+
+def test_warmup_routed_as_draws_arrive_and_late_warmup_refused(tmp_path):
+    backend = mcb.ZarrBackend(str(tmp_path), format_version=2, chunk_bytes=64, flush_every=3)
+    meta = RunMeta(
+        rid="w",
+        variables=[Variable("a", "float64", [])],
+        sample_stats=[Variable("tune", "bool", [])],
+    )
+    chain = backend.init_run(meta).init_chain(0)
+    for i in range(10):
+        chain.append({"a": float(i)}, {"tune": i < 4})
+    with pytest.raises(ValueError, match="warm-up.*after posterior draws"):
+        chain.append({"a": 99.0}, {"tune": True})
+    with pytest.raises(ValueError, match="warm-up.*after posterior draws"):
+        chain.append_many({"a": [10.0, 11.0]}, {"tune": [False, True]})
+    chain.append({"a": 10.0}, {"tune": False})
+    chain.close()
+    tree = xr.open_datatree(str(tmp_path / "w"), engine="zarr", consolidated=False)
+    np.testing.assert_array_equal(tree["warmup_posterior"]["a"].values, [[0, 1, 2, 3]])
+    np.testing.assert_array_equal(tree["posterior"]["a"].values, [np.arange(4.0, 11.0)])
+    (read,) = mcb.open_run(str(tmp_path / "w")).get_chains()
+    np.testing.assert_array_equal(read.get_draws("a"), np.arange(11.0))
+
+
+def test_plain_reader_mid_run_sees_complete_chunks_then_fill(tmp_path):
+    backend = mcb.ZarrBackend(str(tmp_path), format_version=2, chunk_bytes=80, flush_seconds=None)
+    meta = RunMeta(rid="live", variables=[Variable("a", "float64", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    chain.append_many({"a": np.arange(25.0)}, {})
+    chain.flush()
+    tree = xr.open_datatree(str(tmp_path / "live"), engine="zarr", consolidated=False)
+    a = tree["posterior"]["a"].values[0]
+    assert len(a) == 1024  # the capacity while the chain is open
+    np.testing.assert_array_equal(a[:20], np.arange(20.0))  # two complete chunks of 10
+    assert np.isnan(a[20:]).all()  # the staged tail reads as fill
+    np.testing.assert_array_equal(
+        mcb.open_run(str(tmp_path / "live")).get_chains()[0].get_draws("a"), np.arange(25.0)
+    )
+
+
+def test_cli_info_shows_version_and_copy_turns_v1_into_v2(tmp_path):
+    meta = model_meta("v1run")
+    run = mcb.ZarrBackend(str(tmp_path / "v1"), format_version=1).init_run(meta)
+    values, stats = chain_values(0, 40)
+    chain = run.init_chain(0)
+    chain.append_many(values, {**stats, "in_warmup": np.arange(40) < 10})
+    chain.close()
+    runner = CliRunner()
+    done = runner.invoke(cli, ["info", str(tmp_path / "v1/v1run")])
+    assert done.exit_code == 0, done.output
+    assert "format:   zarr v1" in done.output
+    done = runner.invoke(
+        cli, ["copy", str(tmp_path / "v1/v1run"), str(tmp_path / "v2"), "--format-version", "2"]
+    )
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(cli, ["info", str(tmp_path / "v2/v1run")])
+    assert "format:   zarr v2" in done.output
+    copied = mcb.open_run(str(tmp_path / "v2/v1run"))
+    np.testing.assert_array_equal(copied.get_chains()[0].get_draws("theta"), values["theta"])
+    tree = xr.open_datatree(str(tmp_path / "v2/v1run"), engine="zarr", consolidated=False)
+    np.testing.assert_array_equal(tree["posterior"]["mu"].values, [values["mu"][10:]])
+    assert run.to_inferencedata()["posterior"].equals(copied.to_inferencedata()["posterior"])
+
+
+def test_unknown_format_version_refused(tmp_path):
+    with pytest.raises(mcb.errors.FormatVersionError, match="v3"):
+        mcb.ZarrBackend(str(tmp_path), format_version=3)
+    run = mcb.ZarrBackend(str(tmp_path), format_version=2).init_run(model_meta("x"))
+    marker = json.loads((tmp_path / "x/mcbackend.json").read_text())
+    (tmp_path / "x/mcbackend.json").write_text(json.dumps({**marker, "format_version": 3}))
+    with pytest.raises(mcb.errors.FormatVersionError, match="layout v3"):
+        mcb.open_run(str(tmp_path / "x"))
+    assert run.meta.rid == "x"
