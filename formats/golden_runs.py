@@ -74,17 +74,22 @@ def write(backend: mcb.Backend) -> None:
 
 
 def main() -> None:
-    from mcbackend.backends import parquet, zarr
-
-    for fmt, module, cls in [
-        ("zarr", zarr, mcb.ZarrBackend),
-        ("parquet", parquet, mcb.ParquetBackend),
-    ]:
-        target = GOLDEN / f"{fmt}-v{module.FORMAT_VERSION}"
+    layouts = [
+        ("zarr", 1, lambda target: mcb.ZarrBackend(target, format_version=1, flush_every=5)),
+        # 32-byte chunks: 4 float64 draws, so chains span complete and padded chunks
+        (
+            "zarr",
+            2,
+            lambda target: mcb.ZarrBackend(target, format_version=2, chunk_bytes=32, flush_every=5),
+        ),  # fmt: skip
+        ("parquet", 1, lambda target: mcb.ParquetBackend(target, flush_every=5)),
+    ]
+    for fmt, version, backend in layouts:
+        target = GOLDEN / f"{fmt}-v{version}"
         if (target / RID).exists():
             print(f"{target} exists; golden archives are never rewritten.")
             continue
-        write(cls(str(target), flush_every=5, flush_seconds=None))
+        write(backend(str(target)))
         print(f"wrote {target / RID}")
 
 

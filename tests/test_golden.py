@@ -17,7 +17,7 @@ ARCHIVES = sorted(p for p in (FORMATS / "golden").iterdir() if p.is_dir())
 
 
 def test_every_format_has_an_archive():
-    assert {p.name.split("-v")[0] for p in ARCHIVES} == {"zarr", "parquet"}
+    assert {p.name for p in ARCHIVES} == {"zarr-v1", "zarr-v2", "parquet-v1"}
 
 
 @pytest.mark.parametrize("archive", ARCHIVES, ids=lambda p: p.name)
@@ -75,3 +75,41 @@ def test_slash_names_are_escaped_in_arviz_data():
         "a%2Fb c_dim_0",
         "a%2Fb c_dim_1",
     )
+
+
+def test_zarr_v2_golden_readable_without_mcbackend():
+    """The v2 golden archive is ArviZ data to a reader that cannot import mcbackend."""
+    import json
+    import subprocess
+    import sys
+
+    from .test_zarr_v2 import BLOCK_MCBACKEND
+
+    code = BLOCK_MCBACKEND + (
+        "import json, sys, arviz as az, xarray as xr\n"
+        "tree = xr.open_datatree(sys.argv[1], engine='zarr', consolidated=False)\n"
+        "post, warm = tree['posterior'], tree['warmup_sample_stats']\n"
+        "az.summary(az.from_zarr(sys.argv[1]), var_names=['mu'])\n"
+        "print(json.dumps({'groups': sorted(tree.children), 'mu': post['mu'].values.tolist(),\n"
+        "    'theta_dims': list(post['theta'].dims), 'city': post['city'].values.tolist(),\n"
+        "    'energy': warm['energy'].values.tolist(), 'y': tree['observed_data']['y'].values.tolist()}))\n"
+    )
+    url = str(FORMATS / "golden" / "zarr-v2" / golden_runs.RID)
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, cwd="/"
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["groups"] == [
+        "constant_data", "observed_data", "posterior", "sample_stats",
+        "warmup_posterior", "warmup_sample_stats",
+    ]  # fmt: skip
+    assert seen["theta_dims"] == ["chain", "draw", "city"]
+    assert seen["city"] == ["Bonn", "Köln", "Jülich"]
+    assert seen["y"] == [0.5, 1.5, -2.0]
+    longest = max(golden_runs.N_DRAWS) - 4
+    for c, n in enumerate(golden_runs.N_DRAWS):
+        mu = [golden_runs.golden_draw(c, i)[0]["mu"] for i in range(4, n)]
+        assert seen["mu"][c][: n - 4] == mu
+        assert all(np.isnan(seen["mu"][c][n - 4 : longest]))  # shorter chain: NaN-padded
+        assert seen["energy"][c] == [golden_runs.golden_draw(c, i)[1]["energy"] for i in range(4)]
