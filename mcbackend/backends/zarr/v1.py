@@ -199,7 +199,7 @@ class ZarrColumn:
         return ragged_draws(flat, offsets, draw_shapes, self.spec.dtype)
 
 
-def _verify_array(column: ZarrColumn, part: str, committed: int) -> list[str]:
+def verify_array(column: ZarrColumn, part: str, committed: int) -> list[str]:
     path = f"{column.path}/{part}".rstrip("/")
     try:
         arr = column.array(part)
@@ -341,7 +341,7 @@ class ZarrRun(FileRun[ZarrChain]):
                 continue  # arrays are written with the first flush
             for column in chain._all_columns():
                 for part in column.parts:
-                    problems += _verify_array(column, part, committed)
+                    problems += verify_array(column, part, committed)
         return problems
 
 

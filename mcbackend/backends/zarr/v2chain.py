@@ -16,7 +16,7 @@ from ...errors import ChainLockedError, CorruptRunError
 from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
 from ..._validation import VariableSpec
-from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn
+from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn, verify_array
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
 from .v2layout import SAMPLED, ArraySpec, fill_array
 from .v2read import SegmentGone, read_rows
@@ -262,6 +262,17 @@ class ZarrV2Chain(BufferedChain):
                 self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
                 self._commit(lengths, [], closed=True)
             self._writes.close()
+
+    def verify_ragged(self, committed: int) -> list[str]:
+        """Problems of the dynamic-shape columns below ``committed`` draws (as v1 checks them)."""
+        if not committed:
+            return []
+        return [
+            p
+            for c in self._ragged.values()
+            for part in c.parts
+            for p in verify_array(c, part, committed)
+        ]
 
     # ---- reading ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from typing import Any
 
 from ...codec import Section
@@ -34,6 +35,8 @@ from .v2read import SegmentGone, is_final, read_rows
 __all__ = ["DEFAULT_CHUNK_BYTES", "ZarrV2Run", "create_v2_run"]
 
 DEFAULT_CHUNK_BYTES = 4 << 20
+
+_log = logging.getLogger(__name__)
 
 
 def create_v2_run(
@@ -134,10 +137,13 @@ class ZarrV2Run(FileRun):
         for group, (chains, draws) in wanted_shapes(records, groups).items():
             have = stored.get(group)
             if have is not None and (have[0] < chains or have[1] < draws):
-                problems.append(
-                    f"{group}: shape {have} is stale (records need {chains} chains, {draws} "
-                    "draws); the next writer fixes it"
-                )
+                _log.warning(
+                    "%s: shape %s is stale (records need %d chains, %d draws); the next writer "
+                    "fixes it",
+                    group, have, chains, draws,
+                )  # fmt: skip
+        for chain in self.get_chains():
+            problems += chain.verify_ragged(records[chain.cmeta.chain_number].draws)
         return problems
 
     def _verify_documents(self) -> list[str]:
