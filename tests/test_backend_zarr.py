@@ -10,7 +10,9 @@ class TestZarrLocal(BackendConformance):
 
     @pytest.fixture
     def backend(self, tmp_path):
-        return mcb.ZarrBackend(str(tmp_path / "runs"), flush_every=8, flush_seconds=None)
+        return mcb.ZarrBackend(
+            str(tmp_path / "runs"), format_version=1, flush_every=8, flush_seconds=None
+        )
 
     def reopen(self, backend, run):
         return mcb.ZarrBackend(str(backend.location.path)).get_run(run.meta.rid)
@@ -21,7 +23,9 @@ class TestZarrSmallChunks(TestZarrLocal):
 
     @pytest.fixture
     def backend(self, tmp_path):
-        return mcb.ZarrBackend(str(tmp_path), chunk_draws=4, flush_every=3, flush_seconds=None)
+        return mcb.ZarrBackend(
+            str(tmp_path), format_version=1, chunk_draws=4, flush_every=3, flush_seconds=None
+        )
 
 
 class TestZarrMemoryUnflushed(BackendConformance):
@@ -32,7 +36,7 @@ class TestZarrMemoryUnflushed(BackendConformance):
     @pytest.fixture
     def backend(self):
         url = f"memory://zarr-{np.random.randint(10**9)}"
-        return mcb.ZarrBackend(url, flush_every=5, flush_seconds=None)
+        return mcb.ZarrBackend(url, format_version=1, flush_every=5, flush_seconds=None)
 
     def finish(self, run):
         pass
@@ -46,7 +50,9 @@ class TestZarrS3(BackendConformance):
 
     @pytest.fixture
     def backend(self, s3_bucket, s3_options):
-        return mcb.ZarrBackend(f"{s3_bucket}/runs", s3_options, flush_every=16, flush_seconds=None)
+        return mcb.ZarrBackend(
+            f"{s3_bucket}/runs", s3_options, format_version=1, flush_every=16, flush_seconds=None
+        )
 
     def reopen(self, backend, run):
         return mcb.open_run(

@@ -23,7 +23,8 @@ from .writer_process import expected_draw
 FORMATS = ["zarr", "zarr2", "parquet"]
 #: Zarr layout v2 with chunks of 64 bytes, so chunks complete between flushes.
 ZARR2 = "functools.partial(mcb.ZarrBackend, format_version=2, chunk_bytes=64)"
-BACKEND_CODE = {"zarr": "mcb.ZarrBackend", "zarr2": ZARR2, "parquet": "mcb.ParquetBackend"}
+ZARR1 = "functools.partial(mcb.ZarrBackend, format_version=1)"
+BACKEND_CODE = {"zarr": ZARR1, "zarr2": ZARR2, "parquet": "mcb.ParquetBackend"}
 
 
 def backend_class(fmt: str):

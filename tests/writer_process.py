@@ -32,7 +32,8 @@ def main() -> None:
     options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     fmt = url.split("+", 1)[0] if "+" in url else "zarr"
     root = url.split("+", 1)[1] if "+" in url else url
-    extra = {"format_version": 2, "chunk_bytes": 64} if fmt == "zarr2" else {}
+    extra = {"zarr": {"format_version": 1}, "zarr2": {"format_version": 2, "chunk_bytes": 64}}
+    extra = extra.get(fmt, {})
     cls = mcb.ParquetBackend if fmt == "parquet" else mcb.ZarrBackend
     backend = cls(root, options, flush_every=flush_every, flush_seconds=None, **extra)
     chain = backend.init_run(meta(rid)).init_chain(0)

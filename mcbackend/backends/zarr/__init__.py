@@ -34,7 +34,7 @@ __all__ = [
 #: The newest layout this mcbackend reads.
 FORMAT_VERSION = 2
 #: The layout new runs get unless ``format_version`` says otherwise.
-DEFAULT_FORMAT_VERSION = 1
+DEFAULT_FORMAT_VERSION = 2
 RUN_CLASSES: dict[int, type[FileRun]] = {1: ZarrRun, 2: ZarrV2Run}
 
 
@@ -49,9 +49,10 @@ class ZarrBackend(FileBackend):
     storage_options
         Passed to fsspec (e.g. S3 credentials and ``endpoint_url``).
     format_version
-        Layout of new runs: ``1`` (a group per chain) or ``2`` (ArviZ groups ``posterior``,
-        ``sample_stats``, ``warmup_*`` with arrays ``(chain, draw, ...)``, which xarray and
-        ArviZ open as they are). Existing runs are read in their own layout.
+        Layout of new runs: ``2`` (default; ArviZ groups ``posterior``, ``sample_stats``,
+        ``warmup_*`` with arrays ``(chain, draw, ...)``, which xarray and ArviZ open as they
+        are) or ``1`` (a group per chain, as mcbackend 0.6). Existing runs are read in their
+        own layout.
     flush_every
         Flush whenever the chain length reaches a multiple of this many draws; by default a
         power of two giving about 4 MiB per flush (64 to 16384 draws).
