@@ -99,17 +99,22 @@ def test_export_zip_opens_anywhere(zarr_root, tmp_path):
     assert invoke("verify", str(archive)).exit_code == 0
 
 
-def test_verify_reports_the_corrupt_chunk(zarr_root):
-    ok = invoke("verify", str(zarr_root / "cli-run"))
+@pytest.mark.parametrize(
+    ("version", "chunk"), [(1, "chain_1/draws/mu/c/0/0"), (2, "posterior/mu/c/1/0/0")]
+)
+def test_verify_reports_the_corrupt_chunk(tmp_path, version, chunk):
+    make_run(mcb.ZarrBackend(str(tmp_path), format_version=version))
+    ok = invoke("verify", str(tmp_path / "cli-run"))
     assert ok.exit_code == 0 and "OK cli-run: 2 chains, 120 draws verified" in ok.output
-    chunk = zarr_root / "cli-run" / "chain_1" / "draws" / "mu" / "c" / "0" / "0"
-    data = bytearray(chunk.read_bytes())
+    path = tmp_path / "cli-run" / chunk
+    data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    chunk.write_bytes(bytes(data))
-    bad = invoke("verify", str(zarr_root / "cli-run"))
+    path.write_bytes(bytes(data))
+    bad = invoke("verify", str(tmp_path / "cli-run"))
     assert bad.exit_code == 1
     (line,) = [x for x in bad.output.splitlines() if x.startswith("CORRUPT")]
-    assert "chain_1/draws/mu/c/0/0: chunk 0" in line and "checksum" in line
+    assert chunk in line
+    assert ("checksum" if version == 1 else "CRC-32C mismatch") in line
     assert "1 problem(s)" in bad.output
 
 
