@@ -81,7 +81,7 @@ def main() -> None:
             "zarr",
             2,
             lambda target: mcb.ZarrBackend(target, format_version=2, chunk_bytes=32, flush_every=5),
-        ),  # fmt: skip
+        ),
         ("parquet", 1, lambda target: mcb.ParquetBackend(target, flush_every=5)),
     ]
     for fmt, version, backend in layouts:
