@@ -57,16 +57,16 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
     warmup = [slice(0, n_warmup) for _ in splits]
     posterior = [slice(s.stop, s.stop + n_posterior) for s in splits]
 
-    variables = specs_by_name(run.meta.variables, "variable")
-    stats = specs_by_name(run.meta.sample_stats, "sample stat")
+    variables = sampled_layout(run.meta, Section.DRAWS)
+    stats = sampled_layout(run.meta, Section.STATS)
     chain_numbers = [c.cmeta.chain_number for c in chains]
     coords = run.coords
     dims = run.dims
     sampled = {
-        "posterior": _sampled_group(chains, variables, posterior, Section.DRAWS, coords, dims),
-        "sample_stats": _sampled_group(chains, stats, posterior, Section.STATS, coords, dims),
-        "warmup_posterior": _sampled_group(chains, variables, warmup, Section.DRAWS, coords, dims),
-        "warmup_sample_stats": _sampled_group(chains, stats, warmup, Section.STATS, coords, dims),
+        "posterior": _sampled_group(chains, variables, posterior, Section.DRAWS, coords),
+        "sample_stats": _sampled_group(chains, stats, posterior, Section.STATS, coords),
+        "warmup_posterior": _sampled_group(chains, variables, warmup, Section.DRAWS, coords),
+        "warmup_sample_stats": _sampled_group(chains, stats, warmup, Section.STATS, coords),
     }
     groups: dict[str, xr.Dataset] = {}
     for name, ds in sampled.items():
@@ -99,8 +99,8 @@ def _warmup_split(chain: Chain, stat: str | None, length: int) -> slice:
 
 
 def sampled_layout(meta: RunMeta, section: Section) -> list[tuple[str, VariableSpec, list[str]]]:
-    """(name, spec, dims after ``chain, draw``) of the variables or stats of a sampled group,
-    as ``run_to_datatree`` names them; Zarr v2 writes its arrays from this same mapping."""
+    """(name, spec, dims after ``chain, draw``) of the variables or stats of a sampled group:
+    the one mapping ``run_to_datatree`` and Zarr layout v2 (its arrays) both use."""
     variables = meta.sample_stats if section is Section.STATS else meta.variables
     specs = specs_by_name(variables, "sample stat" if section is Section.STATS else "variable")
     named = {
@@ -129,28 +129,26 @@ def find_warmup_stat(stat_names: Sequence[str]) -> str | None:
 
 def _sampled_group(
     chains: Sequence[Chain],
-    specs: Mapping[str, VariableSpec],
+    layout: list[tuple[str, VariableSpec, list[str]]],
     slices: Sequence[slice],
     section: Section,
     coords: Mapping[str, np.ndarray],
-    dims: Mapping[str, list[str]],
 ) -> xr.Dataset:
     data_vars = {}
     n = min((s.stop - s.start for s in slices), default=0)
-    for name, spec in specs.items():
+    for name, spec, dims in layout:
         values: LazilyIndexedArray | np.ndarray
         if spec.is_rigid:
             values = LazilyIndexedArray(
                 LazyDraws(chains, spec, [s.start for s in slices], n, section)
             )
-            ndim = 2 + len(spec.shape)
-        else:
+            var_dims = ["chain", "draw", *dims]
+        else:  # one object per draw
             objects = np.empty((len(chains), n), dtype=object)
             for c, (chain, slc) in enumerate(zip(chains, slices)):
                 read = chain.get_stats if section is Section.STATS else chain.get_draws
                 objects[c, :] = list(read(name, slc))
-            values, ndim = objects, 2
-        var_dims = ["chain", "draw", *_dims_of(name, ndim - 2, dims)]
+            values, var_dims = objects, ["chain", "draw"]
         data_vars[tree_name(name)] = xr.Variable(var_dims, values)
     return _with_coords(xr.Dataset(data_vars), coords)
 
