@@ -17,6 +17,7 @@ from ...meta import RunMeta
 from ...zarrio import Compression
 from .v1 import FORMAT, ZarrChain, ZarrRun, chunk_length_for, open_store, prepare_v1_run
 from .v2chain import ZarrV2Chain
+from .v2layout import MAX_CHUNK_DRAWS
 from .v2run import DEFAULT_CHUNK_BYTES, ZarrV2Run, create_v2_run
 
 __all__ = [
@@ -62,8 +63,11 @@ class ZarrBackend(FileBackend):
         v1: draws per chunk; by default the largest divisor of ``flush_every`` giving chunks
         of at most 1 MiB.
     chunk_bytes
-        v2: uncompressed bytes per chunk (default 4 MiB; 1 to 65536 draws per chunk),
-        independent of flushes.
+        v2: uncompressed bytes per chunk (default 4 MiB), independent of flushes.
+    max_chunk_draws
+        v2: at most this many draws per chunk (default 65536). Every flush stages each
+        array's partial chunk, so a lower cap bounds what a flush rewrites for runs of many
+        small variables.
     compression
         ``"blosc"`` (LZ4 with byte shuffle, default), ``"zstd"``, ``None``, or a ``Compression``.
         Every chunk also carries a CRC-32C checksum.
@@ -91,6 +95,7 @@ class ZarrBackend(FileBackend):
         flush_seconds: float | None = 10.0,
         chunk_draws: int | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        max_chunk_draws: int = MAX_CHUNK_DRAWS,
         compression: str | Compression | None = "blosc",
         background_flush: bool = True,
         read_only: bool = False,
@@ -101,8 +106,11 @@ class ZarrBackend(FileBackend):
                 f"Zarr layout v{format_version} is unknown; this mcbackend writes "
                 f"{sorted(RUN_CLASSES)}."
             )
-        if int(chunk_bytes) < 1:
-            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}.")
+        if int(chunk_bytes) < 1 or int(max_chunk_draws) < 1:
+            raise ValueError(
+                f"chunk_bytes and max_chunk_draws must be positive, got {chunk_bytes} and "
+                f"{max_chunk_draws}."
+            )
         if not isinstance(compression, Compression):
             compression = Compression(compression)
         super().__init__(
@@ -113,6 +121,7 @@ class ZarrBackend(FileBackend):
             flush_seconds=flush_seconds,
             chunk_draws=chunk_draws,
             chunk_bytes=int(chunk_bytes),
+            max_chunk_draws=int(max_chunk_draws),
             compression=compression,
             background_flush=background_flush,
             read_only=read_only,
@@ -129,7 +138,13 @@ class ZarrBackend(FileBackend):
             prepare_v1_run(run_dir, meta)
             return
         options = self._run_options
-        create_v2_run(run_dir, meta, options["chunk_bytes"], options["compression"])
+        create_v2_run(
+            run_dir,
+            meta,
+            options["chunk_bytes"],
+            options["compression"],
+            options["max_chunk_draws"],
+        )
 
     @classmethod
     def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:

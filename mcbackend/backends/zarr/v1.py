@@ -324,6 +324,7 @@ class ZarrRun(FileRun[ZarrChain]):
         *,
         chunk_draws: int | None = None,
         chunk_bytes: int | None = None,
+        max_chunk_draws: int | None = None,
         compression: Compression | None = None,
         **options,
     ) -> None:

@@ -68,19 +68,21 @@ class ArraySpec:
         return "/".join([self.key, "c", str(chain), str(k), *["0"] * len(self.spec.shape)])
 
 
-def chunk_draws(spec: VariableSpec, chunk_bytes: int) -> int:
-    """Draws per chunk: ``chunk_bytes`` uncompressed, 1 to 65536 (1024 for strings)."""
+def chunk_draws(spec: VariableSpec, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS) -> int:
+    """Draws per chunk: ``chunk_bytes`` uncompressed, 1 to ``max_draws`` (1024 for strings)."""
     if spec.is_str:
-        return STR_CHUNK_DRAWS
+        return min(STR_CHUNK_DRAWS, max_draws)
     draw_bytes = spec.dtype.itemsize * int(np.prod(spec.shape, dtype=int))
-    return int(np.clip(chunk_bytes // max(draw_bytes, 1), 1, MAX_CHUNK_DRAWS))
+    return int(np.clip(chunk_bytes // max(draw_bytes, 1), 1, max_draws))
 
 
 def has_warmup(meta: RunMeta) -> bool:
     return find_warmup_stat([s.name for s in meta.sample_stats]) is not None
 
 
-def sampled_arrays(meta: RunMeta, chunk_bytes: int) -> list[ArraySpec]:
+def sampled_arrays(
+    meta: RunMeta, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS
+) -> list[ArraySpec]:
     """Every array of the sampled groups (``warmup_*`` only when a warm-up stat exists)."""
     arrays = []
     warmup = has_warmup(meta)
@@ -92,7 +94,14 @@ def sampled_arrays(meta: RunMeta, chunk_bytes: int) -> list[ArraySpec]:
                 continue  # stored per chain in _mcbackend/ (``v2chain``), read via mcbackend
             node = encode_name(name)
             arrays.append(
-                ArraySpec(group, node, spec, section, tuple(dims), chunk_draws(spec, chunk_bytes))
+                ArraySpec(
+                    group,
+                    node,
+                    spec,
+                    section,
+                    tuple(dims),
+                    chunk_draws(spec, chunk_bytes, max_draws),
+                )
             )
     return arrays
 

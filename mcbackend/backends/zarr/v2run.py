@@ -22,6 +22,7 @@ from .v1 import open_store
 from .v2chain import ZarrV2Chain
 from .v2commits import read_records, shape_files, wanted_shapes
 from .v2layout import (
+    MAX_CHUNK_DRAWS,
     ArraySpec,
     coordinate_files,
     data_group_files,
@@ -40,7 +41,11 @@ _log = logging.getLogger(__name__)
 
 
 def create_v2_run(
-    run_dir: Location, meta: RunMeta, chunk_bytes: int, compression: Compression
+    run_dir: Location,
+    meta: RunMeta,
+    chunk_bytes: int,
+    compression: Compression,
+    max_chunk_draws: int = MAX_CHUNK_DRAWS,
 ) -> None:
     """Every document of a new run that does not depend on chains or draws."""
     settings = {
@@ -48,12 +53,13 @@ def create_v2_run(
         "format_version": 2,
         "rid": meta.rid,
         "chunk_bytes": chunk_bytes,
+        "max_chunk_draws": max_chunk_draws,
         "compression": compression.name,
         "compression_level": compression.level,
     }
     created_at = datetime.datetime.now(datetime.UTC).isoformat()
     files = {"zarr.json": group_document({"mcbackend": settings})}
-    arrays = sampled_arrays(meta, chunk_bytes)
+    arrays = sampled_arrays(meta, chunk_bytes, max_chunk_draws)
     coords = run_coords(meta)
     for group in dict.fromkeys(a.group for a in arrays):
         files[f"{group}/zarr.json"] = group_document(group_attributes(meta, True, created_at))
@@ -78,6 +84,7 @@ class ZarrV2Run(FileRun):
         *,
         chunk_draws: int | None = None,
         chunk_bytes: int | None = None,
+        max_chunk_draws: int | None = None,
         compression: Compression | None = None,
         **options: Any,
     ) -> None:
@@ -85,7 +92,8 @@ class ZarrV2Run(FileRun):
         settings = self._settings()
         self.chunk_bytes = int(settings["chunk_bytes"])
         self.compression = Compression(settings["compression"], int(settings["compression_level"]))
-        self.arrays = sampled_arrays(meta, self.chunk_bytes)
+        self.max_chunk_draws = int(settings["max_chunk_draws"])
+        self.arrays = sampled_arrays(meta, self.chunk_bytes, self.max_chunk_draws)
         self._by_name = {(a.group, a.spec.name): a for a in self.arrays}
         self.store = open_store(location, read_only=self.read_only)
         self.warmup_stat = find_warmup_stat([s.name for s in meta.sample_stats])
@@ -94,7 +102,8 @@ class ZarrV2Run(FileRun):
         where = self.location.url("zarr.json")
         try:
             settings = json.loads(self.location.read_bytes("zarr.json"))["attributes"]["mcbackend"]
-            return {k: settings[k] for k in ("chunk_bytes", "compression", "compression_level")}
+            keys = ("chunk_bytes", "max_chunk_draws", "compression", "compression_level")
+            return {k: settings[k] for k in keys}
         except FileNotFoundError as ex:
             raise CorruptRunError(f"The Zarr v2 run lacks its root document {where}.") from ex
         except (ValueError, KeyError, TypeError) as ex:
