@@ -83,7 +83,7 @@ class ZarrBackend(FileBackend):
 
     format = FORMAT
     format_version = FORMAT_VERSION
-    run_class = ZarrRun
+    run_class: type[FileRun[Any]] = ZarrRun
 
     def __init__(
         self,

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..._validation import VariableSpec
 from ...codec import Section
 from ...columns import as_object_array
 from ...errors import ChainLockedError, CorruptRunError
 from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
-from ..._validation import VariableSpec
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn, verify_array
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
 from .v2layout import SAMPLED, ArraySpec, fill_array

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from ... import __version__
-from ...codec import Section, encode_name
 from ..._inferencedata import attributes_to_python, find_warmup_stat, sampled_layout, tree_name
+from ..._validation import VariableSpec
+from ...codec import Section, encode_name
 from ...meta import RunMeta
 from ...npproto.utils import ndarray_to_numpy
-from ..._validation import VariableSpec
 from ...zarrio import Compression, data_type
 
 __all__ = [
@@ -225,6 +225,8 @@ def data_group_files(meta: RunMeta, compression: Compression, created_at: str) -
         files[f"{group}/zarr.json"] = _group_document(group_attributes(meta, False, created_at))
         used: set[str] = set()
         for dvar in members:
+            if dvar.value is None:
+                continue
             value = ndarray_to_numpy(dvar.value)
             if value.dtype.kind not in "iufcbU":
                 continue  # object data: only through mcbackend

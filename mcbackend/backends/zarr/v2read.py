@@ -54,16 +54,16 @@ def read_rows(
             raise CorruptRunError(
                 f"Chunk {run_dir.url(key)} is missing below the committed length of chain {chain}."
             )
-    staged = {}
+    staged: dict[str, tuple[bytes, int, int]] = {}
+    segment = ""
     if needs_segment:
         if not record.segments:
             raise CorruptRunError(f"Chain {chain}: the commit record names no staged segment.")
-        name = f"{CHAINS}/{chain}/{record.segments[-1]}"
+        segment = f"{CHAINS}/{chain}/{record.segments[-1]}"
         try:
-            staged = parse_segment(run_dir.read_bytes(name), run_dir.url(name))
+            staged = parse_segment(run_dir.read_bytes(segment), run_dir.url(segment))
         except FileNotFoundError as ex:
-            raise SegmentGone(name) from ex
-        staged = {"__name__": name, **staged}
+            raise SegmentGone(segment) from ex
     out = []
     for array, lo, hi in requests:
         pieces = []
@@ -79,7 +79,9 @@ def read_rows(
                 pieces.append(values[a:b])
             else:
                 pieces.append(
-                    _staged_rows(run_dir, staged, array, k * c + a, k * c + b, compression)
+                    _staged_rows(
+                        run_dir.url(segment), staged, array, k * c + a, k * c + b, compression
+                    )
                 )
         if pieces:
             out.append(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
@@ -89,9 +91,14 @@ def read_rows(
 
 
 def _staged_rows(
-    run_dir: Location, staged: dict, array: ArraySpec, lo: int, hi: int, compression: Compression
+    segment_url: str,
+    staged: dict[str, tuple[bytes, int, int]],
+    array: ArraySpec,
+    lo: int,
+    hi: int,
+    compression: Compression,
 ) -> np.ndarray:
-    where = f"The segment {run_dir.url(staged['__name__'])}"
+    where = f"The segment {segment_url}"
     if array.key not in staged:
         raise CorruptRunError(f"{where} lacks the staged rows of {array.key}.")
     blob, first_row, rows = staged[array.key]

@@ -11,11 +11,10 @@ import json
 import logging
 from typing import Any
 
+from ..._inferencedata import find_warmup_stat
 from ...codec import Section
-from ...core import Chain
 from ...errors import CorruptRunError
 from ...files import FileRun, Location
-from ..._inferencedata import find_warmup_stat
 from ...meta import ChainMeta, RunMeta
 from ...zarrio import Compression
 from .v1 import open_store
@@ -71,7 +70,7 @@ def create_v2_run(
     run_dir.write_many(files)
 
 
-class ZarrV2Run(FileRun):
+class ZarrV2Run(FileRun[ZarrV2Chain]):
     """A run stored as Zarr v2 at ``<root>/<rid>``."""
 
     chain_class = ZarrV2Chain
@@ -113,7 +112,7 @@ class ZarrV2Run(FileRun):
         group = "sample_stats" if section is Section.STATS else "posterior"
         return self._by_name[(f"{prefix}_{group}" if prefix else group, name)]
 
-    def get_chains(self) -> list[Chain]:
+    def get_chains(self) -> list[ZarrV2Chain]:
         for number in read_records(self.location):
             if number not in self._chains:
                 cmeta = ChainMeta(rid=self.meta.rid, chain_number=number)
