@@ -67,7 +67,8 @@ def write_runs(workdir: str, chains: int, n: int, big_shape, options: dict) -> d
     for name, factory in [("zarr", mcb.ZarrBackend), ("parquet", mcb.ParquetBackend)]:
         root = os.path.join(workdir, name)
         start = time.perf_counter()
-        run = factory(root, **options).init_run(meta)
+        takes = "format_version" in inspect.signature(factory).parameters
+        run = factory(root, **(options if takes else {})).init_run(meta)
         for c in range(chains):
             draws = chain_draws(c, n, big_shape)
             chain = run.init_chain(c)
