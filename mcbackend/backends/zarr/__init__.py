@@ -13,6 +13,7 @@ from typing import Any
 from ...core import Run
 from ...errors import FormatVersionError, RunNotFoundError
 from ...files import FileBackend, FileRun, Location, read_run_info
+from ...files.storage import is_read_only, reaching
 from ...meta import RunMeta
 from ...zarrio import Compression
 from .v1 import FORMAT, ZarrChain, ZarrRun, chunk_length_for, open_store, prepare_v1_run
@@ -148,8 +149,10 @@ class ZarrBackend(FileBackend):
 
     @classmethod
     def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:
-        """Open the run in ``run_dir`` in the layout its marker names."""
-        info = read_run_info(run_dir)
+        """Open the run in ``run_dir`` in the layout its marker names. Runs in archives and on
+        web servers open read-only."""
+        with reaching(run_dir):
+            info = read_run_info(run_dir)
         if info.format != cls.format:
             raise RunNotFoundError(f"{run_dir} holds a {info.format} run, not a {cls.format} run.")
         if info.format_version not in RUN_CLASSES:
@@ -157,4 +160,6 @@ class ZarrBackend(FileBackend):
                 f"{run_dir} uses {cls.format} layout v{info.format_version}; this mcbackend "
                 f"reads v{min(RUN_CLASSES)} to v{max(RUN_CLASSES)}. Upgrade mcbackend."
             )
+        if is_read_only(run_dir):
+            run_options["read_only"] = True
         return RUN_CLASSES[info.format_version](info.meta, run_dir, **run_options)
