@@ -38,6 +38,21 @@ class TestParquetMemoryUnflushed(BackendConformance):
         pass
 
 
+class TestParquetV1Local(TestParquetLocal):
+    """Layout version 1 stays writable (``format_version=1``)."""
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return mcb.ParquetBackend(
+            str(tmp_path / "runs"), flush_every=8, flush_seconds=None, format_version=1
+        )
+
+
+class TestParquetV1Compacted(TestParquetV1Local):
+    def finish(self, run):
+        run.close()
+
+
 @pytest.mark.s3
 class TestParquetS3(BackendConformance):
     many_draws = 100
@@ -54,7 +69,8 @@ class TestParquetS3(BackendConformance):
 
 
 def _sample_run(tmp_path, close=True):
-    backend = mcb.ParquetBackend(str(tmp_path), flush_every=4)
+    """A v1 run (the tests below read v1's ``chain_<n>`` files directly)."""
+    backend = mcb.ParquetBackend(str(tmp_path), flush_every=4, format_version=1)
     meta = make_meta(
         [Variable("mu", "float64", []), Variable("theta", "float32", [2, 3], dims=["a", "b"])],
         [Variable("in_warmup", "bool", [])],
@@ -130,7 +146,7 @@ def test_reading_one_variable_reads_only_its_column(tmp_path, monkeypatch):
 
 
 def test_large_files_are_not_compacted(tmp_path, monkeypatch):
-    from mcbackend.backends import parquet
+    from mcbackend.backends.parquet import v1 as parquet
 
     monkeypatch.setattr(parquet, "COMPACT_BELOW", 1)  # every file counts as large
     meta, draws = _sample_run(tmp_path)

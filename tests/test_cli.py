@@ -120,7 +120,7 @@ def test_verify_reports_the_corrupt_chunk(tmp_path, version, chunk):
 
 def test_verify_reports_corrupt_parquet_page(tmp_path):
     make_run(mcb.ParquetBackend(str(tmp_path)))
-    (part,) = (tmp_path / "cli-run" / "chain_0").glob("*.parquet")
+    (part,) = (tmp_path / "cli-run").glob("chain=0/*.parquet")
     data = bytearray(part.read_bytes())
     data[200] ^= 0xFF  # inside the first column's data pages
     part.write_bytes(bytes(data))

@@ -268,7 +268,8 @@ def test_corrupt_or_missing_sidecar(fmt, tmp_path):
     chain = run.init_chain(0)
     chain.append({"a": 1.0})
     run.close()
-    sidecar = tmp_path / meta.rid / "meta.pb"
+    (sidecar,) = (tmp_path / meta.rid).glob("*meta.pb")  # v2 names it _meta.pb
+    (marker,) = (tmp_path / meta.rid).glob("*mcbackend.json")
     good = sidecar.read_bytes()
     sidecar.write_bytes(b"\xff\xff garbage")
     with pytest.raises(CorruptRunError, match="meta.pb is corrupt"):
@@ -277,7 +278,7 @@ def test_corrupt_or_missing_sidecar(fmt, tmp_path):
     with pytest.raises(CorruptRunError, match="lacks its metadata sidecar"):
         backend.get_run(meta.rid)
     sidecar.write_bytes(good)
-    (tmp_path / meta.rid / "mcbackend.json").write_text("{not json")
+    marker.write_text("{not json")
     with pytest.raises(CorruptRunError, match="marker .* is corrupt"):
         backend.get_run(meta.rid)
 

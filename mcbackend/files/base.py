@@ -31,6 +31,17 @@ class FileRun[ChainT: BufferedChain](Run):
     chain_marker: str
     flush_target_bytes: int = 4 << 20
 
+    @staticmethod
+    def chain_folder(chain_number: int) -> str:
+        """The folder of a chain inside the run directory."""
+        return f"chain_{chain_number}"
+
+    @staticmethod
+    def chain_number_of(folder: str) -> int | None:
+        """The chain number a folder name stands for, or ``None``."""
+        number = folder.removeprefix("chain_")
+        return int(number) if number.isdigit() and number != folder else None
+
     def __init__(
         self,
         meta: RunMeta,
@@ -62,25 +73,28 @@ class FileRun[ChainT: BufferedChain](Run):
 
     def get_chains(self) -> list[ChainT]:
         for name in self.location.listdir():
-            number = name.removeprefix("chain_")
-            if not number.isdigit() or int(number) in self._chains:
+            number = self.chain_number_of(name)
+            if number is None or number in self._chains:
                 continue
             if self.location.exists(f"{name}/{self.chain_marker}"):
-                cmeta = ChainMeta(rid=self.meta.rid, chain_number=int(number))
-                self._chains[int(number)] = self.chain_class(cmeta, self)
+                cmeta = ChainMeta(rid=self.meta.rid, chain_number=number)
+                self._chains[number] = self.chain_class(cmeta, self)
         return [self._chains[n] for n in sorted(self._chains)]
 
 
 class FileBackend(Backend):
     """What Zarr and Parquet backends share: runs at ``<root>/<rid>`` with marker and sidecar.
 
-    Subclasses set ``format``, ``format_version`` and ``run_class`` (called as
-    ``run_class(meta, run_dir, **run_options)``), and may extend ``_prepare_run``.
+    Subclasses set ``format``, ``format_version`` (the newest layout this code reads) and
+    ``run_class`` (called as ``run_class(meta, run_dir, **run_options)``), and may extend
+    ``_prepare_run``. A format with several layout versions overrides ``run_class_for``; new
+    runs get the layout ``write_version`` (default: ``format_version``).
     """
 
     format: str
     format_version: int
     run_class: type[FileRun]
+    hidden_sidecars: bool = False  # marker and sidecar named ``_mcbackend.json``, ``_meta.pb``
 
     def __init__(
         self,
@@ -95,21 +109,34 @@ class FileBackend(Backend):
         if is_read_only(self.location):
             run_options["read_only"] = True
         self._run_options = run_options
+        self._write_version = self.format_version
+
+    @classmethod
+    def run_class_for(cls, version: int) -> type[FileRun]:
+        """The run class that reads (and writes) layout ``version``."""
+        return cls.run_class
+
+    @classmethod
+    def hides_sidecars(cls, version: int) -> bool:
+        """Whether layout ``version`` names its marker and sidecar with a leading ``_``."""
+        return cls.hidden_sidecars
 
     def _init_run(self, meta: RunMeta) -> Run:
         if self._run_options.get("read_only"):
             raise ReadOnlyError(f"{self.location} is read-only: runs cannot be created there.")
         self._check_meta(meta)
+        version = self.write_version
+        hidden = self.hides_sidecars(version)
         with reaching(self.location):
             check_bucket(self.location, create=self.create_bucket)
-            run_dir = create_run_dir(self.location, meta, self.format, self.write_version)
+            run_dir = create_run_dir(self.location, meta, self.format, version, hidden=hidden)
             self._prepare_run(run_dir, meta)
-        return self.run_class(meta, run_dir, **self._run_options)
+        return self.run_class_for(version)(meta, run_dir, **self._run_options)
 
     @property
     def write_version(self) -> int:
         """The layout version of new runs (``format_version``, the newest read, by default)."""
-        return self.format_version
+        return self._write_version
 
     def _check_meta(self, meta: RunMeta) -> None:
         """Refuse metadata the format cannot store, before anything is written."""
@@ -135,7 +162,7 @@ class FileBackend(Backend):
             )
         if is_read_only(run_dir):
             run_options["read_only"] = True
-        return cls.run_class(info.meta, run_dir, **run_options)
+        return cls.run_class_for(info.format_version)(info.meta, run_dir, **run_options)
 
     def get_runs(self):
         """A DataFrame of the runs under the root: rid, created_at, format, meta."""

@@ -5,6 +5,9 @@
     mcbackend.json   {"format": "zarr" or "parquet", "format_version", "rid", "created_at"}
     meta.pb          the RunMeta protobuf (binary)
     ...              the format's own files
+
+A layout may hide both names behind a leading ``_`` (``_mcbackend.json``, ``_meta.pb``) so that
+dataset readers (pyarrow, pandas, DuckDB, polars) skip them; readers look for either.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "RunInfo",
     "check_rid",
     "create_run_dir",
+    "find_marker",
     "list_runs",
     "read_run_info",
     "runs_dataframe",
@@ -35,6 +39,7 @@ _log = logging.getLogger(__name__)
 
 MARKER = "mcbackend.json"
 SIDECAR = "meta.pb"
+HIDDEN = "_"  # prefix of the marker and sidecar of layouts read by dataset tools
 
 _SAFE_RID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -59,22 +64,34 @@ class RunInfo:
     meta: RunMeta
 
 
-def create_run_dir(location: Location, meta: RunMeta, fmt: str, version: int) -> Location:
-    """Create ``<root>/<rid>`` with marker and sidecar; refuse a rid that exists."""
+def find_marker(run_dir: Location) -> str | None:
+    """The name of the run's marker (plain or hidden), or ``None`` if there is none."""
+    for name in (MARKER, HIDDEN + MARKER):
+        if run_dir.exists(name):
+            return name
+    return None
+
+
+def create_run_dir(
+    location: Location, meta: RunMeta, fmt: str, version: int, *, hidden: bool = False
+) -> Location:
+    """Create ``<root>/<rid>`` with marker and sidecar (names prefixed ``_`` if ``hidden``);
+    refuse a rid that exists."""
     rid = check_rid(meta.rid)
     run_dir = location.child(rid)
     if run_dir.listdir():
         raise RunExistsError(f"A run with id '{rid}' already exists at {run_dir}.")
     try:
         run_dir.fs.makedirs(run_dir.path, exist_ok=True)
-        run_dir.write_bytes(SIDECAR, bytes(meta))
+        prefix = HIDDEN if hidden else ""
+        run_dir.write_bytes(prefix + SIDECAR, bytes(meta))
         marker = {
             "format": fmt,
             "format_version": version,
             "rid": rid,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
         }
-        run_dir.write_bytes(MARKER, json.dumps(marker, indent=1).encode())
+        run_dir.write_bytes(prefix + MARKER, json.dumps(marker, indent=1).encode())
     except PermissionError as ex:
         raise PermissionError(f"Cannot write the run to {run_dir}: {ex}") from ex
     except OSError as ex:
@@ -84,28 +101,32 @@ def create_run_dir(location: Location, meta: RunMeta, fmt: str, version: int) ->
 
 def read_run_info(run_dir: Location) -> RunInfo:
     """Read and check a run's marker and sidecar; clear errors for anything else."""
-    if not run_dir.exists(MARKER):
+    marker_name = find_marker(run_dir)
+    if marker_name is None:
         if run_dir.fs.isdir(run_dir.path) or run_dir.fs.exists(run_dir.path):
             raise RunNotFoundError(f"{run_dir} is not an mcbackend run (no {MARKER}).")
         raise RunNotFoundError(f"No run at {run_dir}.")
     try:
-        marker = json.loads(run_dir.read_bytes(MARKER))
+        marker = json.loads(run_dir.read_bytes(marker_name))
         rid, fmt, version = marker["rid"], marker["format"], int(marker["format_version"])
         created_at = datetime.datetime.fromisoformat(marker["created_at"])
     except (ValueError, KeyError, TypeError) as ex:
-        raise CorruptRunError(f"The run marker {run_dir.url(MARKER)} is corrupt: {ex!r}") from ex
-    if not run_dir.exists(SIDECAR):
-        raise CorruptRunError(f"The run at {run_dir} lacks its metadata sidecar {SIDECAR}.")
-    raw = run_dir.read_bytes(SIDECAR)
+        raise CorruptRunError(
+            f"The run marker {run_dir.url(marker_name)} is corrupt: {ex!r}"
+        ) from ex
+    sidecar = marker_name.removesuffix(MARKER) + SIDECAR
+    if not run_dir.exists(sidecar):
+        raise CorruptRunError(f"The run at {run_dir} lacks its metadata sidecar {sidecar}.")
+    raw = run_dir.read_bytes(sidecar)
     try:
         meta = RunMeta.parse(raw)
     except Exception as ex:
         raise CorruptRunError(
-            f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt: {ex!r}"
+            f"The metadata sidecar {run_dir.url(sidecar)} is corrupt: {ex!r}"
         ) from ex
     if meta.rid != rid or bytes(meta) != raw:
         raise CorruptRunError(
-            f"The metadata sidecar {run_dir.url(SIDECAR)} is corrupt "
+            f"The metadata sidecar {run_dir.url(sidecar)} is corrupt "
             f"(it does not describe run '{rid}')."
         )
     return RunInfo(rid, fmt, version, created_at, meta)
@@ -116,7 +137,7 @@ def list_runs(location: Location) -> list[RunInfo]:
     infos = []
     for name in location.listdir():
         run_dir = location.child(name)
-        if not run_dir.exists(MARKER):
+        if find_marker(run_dir) is None:
             continue
         try:
             infos.append(read_run_info(run_dir))

@@ -11,6 +11,7 @@ import functools
 import os
 import posixpath
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,7 +60,10 @@ class Location:
         self.fs.invalidate_cache(self.path)
         if not self.fs.exists(self.path):
             return []
-        return [e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.path, detail=False)]
+        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.path, detail=False)]
+        if {"http", "https"} & set(_protocols(self.fs)):  # links in an index page are quoted
+            names = [urllib.parse.unquote(n) for n in names]
+        return names
 
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.file(name))
@@ -117,12 +121,13 @@ class Location:
 
 
 def _write_local(target: str, data: bytes) -> None:
-    """Write a local file atomically: a temporary file, then a rename."""
-    folder = os.path.dirname(target)
+    """Write a local file atomically: a temporary file, then a rename. The temporary name starts
+    with ``_`` so dataset readers (pyarrow, DuckDB, polars) listing the folder skip it."""
+    folder, name = os.path.split(target)
     if folder not in _made_folders:
         os.makedirs(folder, exist_ok=True)
         _made_folders.add(folder)
-    tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.partial"
+    tmp = os.path.join(folder, f"_{name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         f = open(tmp, "wb")  # noqa: SIM115
     except FileNotFoundError:  # the folder was removed since we made it

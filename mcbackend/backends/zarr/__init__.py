@@ -130,10 +130,6 @@ class ZarrBackend(FileBackend):
         self._write_version = format_version
         self.run_class = RUN_CLASSES[format_version]
 
-    @property
-    def write_version(self) -> int:
-        return self._write_version
-
     def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
         if self.write_version == 1:
             prepare_v1_run(run_dir, meta)

@@ -1,4 +1,4 @@
-"""Runs as Parquet files on any fsspec filesystem (layout: ``formats/parquet.md``).
+"""Parquet layout version 1 (``formats/parquet.md``), read, resumed and written; v2 builds on it.
 
 ::
 
@@ -11,7 +11,8 @@ single PUT on object stores), so a crash never leaves a file readers trip on. Th
 length of a chain is the end of the unbroken sequence of files from draw 0. Closing a chain
 whose files are small (under ``COMPACT_BELOW`` on average) compacts them into one
 multi-row-group file and then deletes the parts it covers; files already of a good row-group
-size stay as they are. Readers always pick, from draw 0 on, the file reaching furthest.
+size stay as they are; a handle compacts only chains it wrote. Readers always pick, from draw 0
+on, the file reaching furthest, and re-list when a compaction removed a file under them.
 
 Columns: ``draw`` (int64), one per variable (its name), one per stat (``stats/<name>``).
 Scalars are plain columns, fixed shapes nested fixed-size lists, complex numbers a trailing
@@ -24,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._validation import VariableSpec
-from ..codec import (
+from ..._validation import VariableSpec
+from ...codec import (
     ColumnMapping,
     Ragged,
     Section,
@@ -46,16 +46,18 @@ from ..codec import (
     str_draws,
     str_rows,
 )
-from ..files import BufferedChain, DrawBuffer, FileBackend, FileRun, Location
-from ..meta import ChainMeta, RunMeta, Variable
+from ...errors import CorruptRunError
+from ...files import BufferedChain, DrawBuffer, FileRun, Location
+from ...meta import ChainMeta, RunMeta, Variable
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ParquetBackend", "ParquetChain", "ParquetRun"]
+__all__ = ["FORMAT", "ParquetChain", "ParquetRun"]
 
 FORMAT = "parquet"
 FORMAT_VERSION = 1
 FLUSH_TARGET_BYTES = 32 << 20  # Parquet favours large row groups
 COMPACT_BELOW = 8 << 20  # average file size under which closing a chain compacts it
 _PART = re.compile(r"^(part|data)-(\d{12})-(\d{12})\.parquet$")
+READ_RETRIES = 5  # re-listings when a compaction removed a file a reader planned to read
 
 
 # ---- columns -------------------------------------------------------------------------------
@@ -193,13 +195,19 @@ class Part:
     stop: int
 
 
-def covering_parts(names: list[str]) -> list[Part]:
-    """From draw 0 on, the files that reach furthest; stops at the first gap."""
+def parse_parts(names: list[str]) -> list[Part]:
+    """The data files among ``names``."""
     parts = []
     for name in names:
         m = _PART.match(name)
         if m:
             parts.append(Part(name, int(m.group(2)), int(m.group(3))))
+    return parts
+
+
+def covering_parts(names: list[str]) -> list[Part]:
+    """From draw 0 on, the files that reach furthest; stops at the first gap."""
+    parts = parse_parts(names)
     chosen: list[Part] = []
     position = 0
     while True:
@@ -222,18 +230,29 @@ class ParquetChain(BufferedChain):
 
     def __init__(self, cmeta: ChainMeta, run: ParquetRun, *, created: bool = False) -> None:
         super().__init__(cmeta, run, created=created)
-        self._dir = run.location.child(f"chain_{cmeta.chain_number}")
+        self._dir = run.location.child(run.chain_folder(cmeta.chain_number))
         if created:
-            self._dir.write_many({ParquetRun.chain_marker: b""})
-        self._columns = parquet_columns(run.meta)
-        self._schema = arrow_schema(run.meta, cmeta.chain_number)
+            self._dir.write_many({run.chain_marker: run.chain_marker_bytes(cmeta.chain_number)})
+        self._columns = self._column_mapping()
+        self._schema = self._arrow_schema()
         self._parts: list[Part] = []
+        self._stranded: list[Part] = []  # files past a gap: a lost middle file
+        self._wrote = False  # this handle wrote files of the chain (so may compact them)
         self._committed = self._stored_length()
+
+    def _column_mapping(self) -> dict[Section, dict[str, ParquetColumn]]:
+        return parquet_columns(self._run.meta)
+
+    def _arrow_schema(self) -> pa.Schema:
+        return arrow_schema(self._run.meta, self.cmeta.chain_number)
 
     def _stored_length(self) -> int:
         """Lists the chain's files and picks the covering sequence."""
-        self._parts = covering_parts(self._dir.listdir())
-        return self._parts[-1].stop if self._parts else 0
+        names = self._dir.listdir()
+        self._parts = covering_parts(names)
+        end = self._parts[-1].stop if self._parts else 0
+        self._stranded = [p for p in parse_parts(names) if p.start > end]
+        return end
 
     def _resume(self) -> None:
         self._committed = self._stored_length()
@@ -244,6 +263,7 @@ class ParquetChain(BufferedChain):
         name = part_name(start, start + n)
         self._dir.write_many({name: _parquet_bytes([table], self._run.compression)})
         self._parts.append(Part(name, start, start + n))
+        self._wrote = True
 
     def _table(self, buffer: DrawBuffer, start: int, n: int) -> pa.Table:
         arrays: dict[str, pa.Array] = {"draw": pa.array(np.arange(start, start + n), pa.int64())}
@@ -254,14 +274,17 @@ class ParquetChain(BufferedChain):
         return pa.Table.from_pydict(arrays, schema=self._schema)
 
     def close(self) -> None:
-        """Flush, then compact small files into one with one row group per flush."""
+        """Flush, then compact small files into one with one row group per flush; only chains
+        this handle wrote (other processes may be writing the others)."""
         super().close()
-        if self._run.compact and len(self._parts) > 1 and not self._run.read_only:
+        if self._wrote and self._run.compact and len(self._parts) > 1 and not self._run.read_only:
             sizes = [self._dir.fs.size(self._dir.file(p.name)) for p in self._parts]
             if sum(sizes) / len(sizes) < COMPACT_BELOW:
                 self._compact()
 
     def _compact(self) -> None:
+        """The covering file first, then one delete of the parts it replaces: readers that
+        planned to read a deleted part re-list and find the covering file."""
         parts = list(self._parts)
         tables = [self._read_part(p) for p in parts]
         name = part_name(0, parts[-1].stop, prefix="data")
@@ -269,6 +292,7 @@ class ParquetChain(BufferedChain):
         self._parts = [Part(name, 0, parts[-1].stop)]
         obsolete = [self._dir.file(p.name) for p in parts if p.name != name]
         self._dir.fs.rm(obsolete)
+        self._dir.fs.invalidate_cache(self._dir.path)
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -277,14 +301,40 @@ class ParquetChain(BufferedChain):
             return pq.ParquetFile(f, page_checksum_verification=True).read(columns=columns)
 
     def _read_stored(self, c: ParquetColumn, lo: int, hi: int) -> pa.Table:
+        """Rows ``lo:hi`` of column ``c``; when a compaction removed a planned file meanwhile,
+        re-lists the chain's files and reads again."""
+        for attempt in range(READ_RETRIES + 1):
+            self._check_complete(hi)
+            try:
+                return self._read_planned(c, lo, hi)
+            except FileNotFoundError:
+                if attempt == READ_RETRIES:
+                    raise
+                self._stored_length()
+        raise AssertionError("unreachable")
+
+    def _check_complete(self, hi: int) -> None:
+        """Refuse to read past a gap: a missing middle file must not truncate a chain."""
+        end = self._parts[-1].stop if self._parts else 0
+        if self._stranded or hi > end:
+            self._stored_length()  # the listing may be older than the files
+            end = self._parts[-1].stop if self._parts else 0
+        if self._stranded:
+            raise CorruptRunError(
+                f"Chain {self.cid} at {self._dir}: the files end at draw {end}, yet "
+                f"{self._stranded[0].name} follows: the file(s) holding draws {end}..."
+                f"{self._stranded[0].start - 1} are missing."
+            )
+
+    def _read_planned(self, c: ParquetColumn, lo: int, hi: int) -> pa.Table:
         """Rows ``lo:hi`` of column ``c``, reading only the row groups that hold them."""
         columns = [c.column, c.shape_column] if c.is_ragged else [c.column]
         tables = []
-        for part in self._parts:
+        for part in list(self._parts):
             if part.stop <= lo or part.start >= hi:
                 continue
             with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
-                pf = pq.ParquetFile(f, page_checksum_verification=True)
+                pf = _open_checked(f, part, self._dir)
                 groups, first, offset = [], None, part.start
                 for g in range(pf.num_row_groups):
                     rows = pf.metadata.row_group(g).num_rows
@@ -303,6 +353,34 @@ class ParquetChain(BufferedChain):
     def _reader(self, spec, section):
         c = self._columns[section][spec.name]
         return lambda lo, hi: c.from_arrow(self._read_stored(c, lo, hi))
+
+
+def _open_checked(f, part: Part, folder) -> pq.ParquetFile:
+    """A data file whose footer agrees with its name: as many rows as the name says, and
+    ``draw`` statistics (where written) spanning ``start..stop-1``."""
+    where = folder.url(part.name)
+    try:
+        pf = pq.ParquetFile(f, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as ex:
+        if isinstance(ex, FileNotFoundError):
+            raise
+        raise CorruptRunError(f"{where} is not a readable Parquet file: {ex}") from ex
+    md = pf.metadata
+    if md.num_rows != part.stop - part.start:
+        raise CorruptRunError(
+            f"{where} holds {md.num_rows} rows, but its name says {part.stop - part.start}."
+        )
+    draw_index = pf.schema_arrow.get_field_index("draw")
+    if draw_index >= 0 and md.num_row_groups:
+        low = md.row_group(0).column(draw_index).statistics
+        high = md.row_group(md.num_row_groups - 1).column(draw_index).statistics
+        known = low is not None and high is not None and low.has_min_max and high.has_min_max
+        if known and (low.min, high.max) != (part.start, part.stop - 1):
+            raise CorruptRunError(
+                f"{where} holds draws {low.min}..{high.max}, but its name says "
+                f"{part.start}..{part.stop - 1}."
+            )
+    return pf
 
 
 def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
@@ -331,9 +409,13 @@ def _is_fixed_list(f: pa.Field) -> bool:
 class ParquetRun(FileRun[ParquetChain]):
     """A run stored as Parquet files under ``<root>/<rid>``."""
 
+    format_version = 1
     chain_class = ParquetChain
     chain_marker = ".chain"
     flush_target_bytes = FLUSH_TARGET_BYTES
+
+    def chain_marker_bytes(self, chain_number: int) -> bytes:
+        return b""
 
     def __init__(
         self,
@@ -344,84 +426,51 @@ class ParquetRun(FileRun[ParquetChain]):
         compact: bool = True,
         **options,
     ) -> None:
-        arrow_schema(meta, 0)  # refuse colliding column names early
+        self.check_meta(meta)  # refuse colliding column names early
         super().__init__(meta, location, **options)
         self.compression = compression
         self.compact = compact
 
+    @classmethod
+    def check_meta(cls, meta: RunMeta) -> None:
+        """Refuse metadata this layout cannot store."""
+        arrow_schema(meta, 0)
+
     def verify(self) -> list[str]:
-        """Read every row group of every file (checking page CRCs); the problems found."""
+        """Open every file of every chain: its name agrees with its rows, every row group
+        reads (checking page CRCs), and no file lies past a gap; the problems found."""
         problems = []
         for chain in self.get_chains():
+            chain._stored_length()
+            end = chain._parts[-1].stop if chain._parts else 0
+            for part in chain._stranded:
+                problems.append(
+                    f"{chain._dir.url(part.name)}: past draw {end}, where the chain's files "
+                    "end: the files holding the draws between are missing"
+                )
             for part in chain._parts:
-                path = f"{chain._dir.path}/{part.name}"
-                try:
-                    with chain._dir.fs.open(path, "rb") as f:
-                        pf = pq.ParquetFile(f, page_checksum_verification=True)
-                        groups = pf.num_row_groups
-                        for g in range(groups):
-                            try:
-                                pf.read_row_group(g)
-                            except Exception as ex:
-                                problems.append(f"{path}: row group {g} is corrupt: {ex}")
-                except Exception as ex:
-                    problems.append(f"{path}: unreadable: {ex}")
+                problems.extend(self._verify_part(chain, part))
         return problems
 
+    def _verify_part(self, chain: ParquetChain, part: Part) -> list[str]:
+        where = chain._dir.url(part.name)
+        try:
+            with chain._dir.fs.open(chain._dir.file(part.name), "rb") as f:
+                pf = _open_checked(f, part, chain._dir)
+                problems = []
+                for g in range(pf.num_row_groups):
+                    try:
+                        pf.read_row_group(g)
+                    except Exception as ex:
+                        problems.append(f"{where}: row group {g} is corrupt: {ex}")
+                if not problems:
+                    problems.extend(self._verify_content(where, pf.read(), part))
+                return problems
+        except Exception as ex:
+            return [f"{where}: unreadable: {ex}"]
 
-class ParquetBackend(FileBackend):
-    """Stores each run as Parquet files under ``<url_or_path>/<rid>`` on any fsspec filesystem.
-
-    Parameters
-    ----------
-    url_or_path, storage_options
-        Root directory (local path or fsspec URL) and fsspec options.
-    flush_every, flush_seconds
-        Flush (write one file) when the chain length reaches a multiple of ``flush_every``
-        (default: about 32 MiB of draws, at most 16384), or at the first append
-        ``flush_seconds`` after the oldest unflushed draw.
-    compression
-        Parquet compression codec (``"zstd"``, ``"snappy"``, ``None``...).
-    compact
-        Merge a chain's files into one when it closes, if they average under 8 MiB.
-    background_flush
-        Write count/time-triggered flushes in a background thread while appends go on
-        (``flush()``, reads and closing wait for it).
-    read_only
-        Open runs for reading only (runs in zip archives and on web servers always are).
-    create_bucket
-        Create the S3 bucket of ``url_or_path`` if it does not exist (by default a missing
-        bucket is an error: a typo should not make a new bucket).
-    """
-
-    format = FORMAT
-    format_version = FORMAT_VERSION
-    run_class = ParquetRun
-
-    def __init__(
-        self,
-        url_or_path: str,
-        storage_options: Mapping[str, Any] | None = None,
-        *,
-        flush_every: int | None = None,
-        flush_seconds: float | None = 10.0,
-        compression: str | None = "zstd",
-        compact: bool = True,
-        background_flush: bool = True,
-        read_only: bool = False,
-        create_bucket: bool = False,
-    ) -> None:
-        super().__init__(
-            url_or_path,
-            storage_options,
-            create_bucket=create_bucket,
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
-            compression=compression,
-            compact=compact,
-            background_flush=background_flush,
-            read_only=read_only,
-        )
-
-    def _check_meta(self, meta: RunMeta) -> None:
-        arrow_schema(meta, 0)
+    def _verify_content(self, where: str, table: pa.Table, part: Part) -> list[str]:
+        draws = table.column("draw").to_numpy()
+        if not np.array_equal(draws, np.arange(part.start, part.stop)):
+            return [f"{where}: its draw column is not {part.start}..{part.stop - 1}"]
+        return []
