@@ -81,7 +81,10 @@ out["duckdb"] = con.sql(
     f"SELECT chain, count(*), min(draw), max(draw), count(*) FILTER (WHERE warmup) "
     f"FROM read_parquet('{{glob}}', hive_partitioning=true) GROUP BY chain ORDER BY chain"
 ).fetchall()
-out["duckdb_z"] = str(con.sql(f"SELECT z FROM read_parquet('{{glob}}', hive_partitioning=true) LIMIT 1").types[0])
+out["duckdb_z"] = con.sql(
+    f"SELECT z FROM read_parquet('{{glob}}', hive_partitioning=true) "
+    "WHERE chain = 0 AND draw = 1"
+).fetchall()[0][0]
 out["duckdb_root"] = con.sql(
     f"SELECT run_id, count(*) FROM read_parquet('{{prefix + strip(root)}}/*/*/*.parquet', "
     "hive_partitioning=true) GROUP BY run_id ORDER BY run_id"
@@ -110,7 +113,8 @@ def check_plain_readers(root: str, options: dict | None) -> None:
     np.testing.assert_array_equal(last_z, draw(CHAINS - 1, DRAWS - 1)[0]["z"])
     assert out["pyarrow_root"] == ["runA", "runB"]
     assert out["duckdb"] == [[c, DRAWS, 0, DRAWS - 1, N_WARMUP] for c in range(CHAINS)]
-    assert out["duckdb_z"].endswith("[12]")  # a fixed-size ARRAY
+    # DuckDB 2.0.1 gives the flat values (FLOAT[]), C order
+    np.testing.assert_array_equal(out["duckdb_z"], draw(0, 1)[0]["z"].reshape(-1))
     assert out["duckdb_root"] == [["runA", n], ["runB", n]]
     assert out["polars"] == [[c, DRAWS, DRAWS - 1] for c in range(CHAINS)]
 
@@ -288,13 +292,13 @@ def test_readers_never_fail_while_chains_are_compacted(tmp_path, request, s3):
         time.sleep(3)  # the reader is reading
         for chain in chains:
             chain.close()
-            time.sleep(0.3)
+            time.sleep(1.0 if s3 else 0.3)
         time.sleep(1)
     finally:
         stop.touch()
         out, err = reader.communicate(timeout=300)
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["reads"] > 5, err
+    assert result["reads"] >= 3, err  # whole-run reads overlapping the compactions
     assert result["failures"] == []
 
 
