@@ -17,7 +17,7 @@ ARCHIVES = sorted(p for p in (FORMATS / "golden").iterdir() if p.is_dir())
 
 
 def test_every_format_has_an_archive():
-    assert {p.name for p in ARCHIVES} == {"zarr-v1", "zarr-v2", "parquet-v1"}
+    assert {p.name for p in ARCHIVES} == {"zarr-v1", "zarr-v2", "parquet-v1", "parquet-v2"}
 
 
 @pytest.mark.parametrize("archive", ARCHIVES, ids=lambda p: p.name)
@@ -113,3 +113,41 @@ def test_zarr_v2_golden_readable_without_mcbackend():
         assert seen["mu"][c][: n - 4] == mu
         assert all(np.isnan(seen["mu"][c][n - 4 : longest]))  # shorter chain: NaN-padded
         assert seen["energy"][c] == [golden_runs.golden_draw(c, i)[1]["energy"] for i in range(4)]
+
+
+def test_parquet_v2_golden_readable_without_mcbackend():
+    """pandas, pyarrow and DuckDB read the v2 archive in a process that cannot import mcbackend."""
+    import json
+    import subprocess
+    import sys
+
+    run = FORMATS / "golden" / "parquet-v2" / golden_runs.RID
+    code = f"""
+import json, sys
+sys.modules["mcbackend"] = None
+import duckdb, pandas as pd, pyarrow.dataset as ds
+run = {str(run)!r}
+df = pd.read_parquet(run).sort_values(["chain", "draw"])
+t = ds.dataset(run, partitioning="hive").to_table().sort_by([("chain", "ascending"), ("draw", "ascending")])
+rows = duckdb.sql(
+    f"SELECT chain, count(*), max(draw), count(*) FILTER (WHERE warmup) "
+    f"FROM read_parquet('{{run}}/**/*.parquet', hive_partitioning=true) GROUP BY chain ORDER BY chain"
+).fetchall()
+print(json.dumps({{
+    "pandas": [[int(c) for c in df["chain"]], df["draw"].tolist(), df["stats/energy"].tolist()],
+    "theta": t.column("theta").combine_chunks().to_numpy_ndarray().tolist(),
+    "run_id": sorted(set(map(str, t.column("run_id").to_pylist()))),
+    "duckdb": rows,
+}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    expected = [(c, i) for c, n in enumerate(golden_runs.N_DRAWS) for i in range(n)]
+    assert out["pandas"][0] == [c for c, _ in expected]
+    assert out["pandas"][1] == [i for _, i in expected]
+    assert out["pandas"][2] == [golden_runs.golden_draw(c, i)[1]["energy"] for c, i in expected]
+    theta = [golden_runs.golden_draw(c, i)[0]["theta"].tolist() for c, i in expected]
+    assert out["theta"] == theta
+    assert out["run_id"] == [golden_runs.RID]
+    assert out["duckdb"] == [[c, n, n - 1, 4] for c, n in enumerate(golden_runs.N_DRAWS)]
