@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,22 @@ def test_read_shared_run_over_http(tmp_path, http_root, fmt):
     assert "OK cli-run" in invoke("verify", f"{http_root}/cli-run").output
     summary = invoke("summary", f"{http_root}/cli-run")
     assert summary.exit_code == 0 and "mu[A]" in summary.output
+
+
+def test_copy_turns_a_parquet_v1_run_into_v2(tmp_path):
+    """``mcbackend copy`` of the golden v1 archive writes a v2 run; ``info`` names both versions."""
+    golden = Path(__file__).resolve().parent.parent / "formats" / "golden" / "parquet-v1"
+    source = str(golden / "golden01")
+    assert "format:   parquet v1" in invoke("info", source).output
+    result = invoke("copy", source, f"parquet+{tmp_path}")
+    assert result.exit_code == 0, result.output
+    assert "format:   parquet v2" in invoke("info", str(tmp_path / "golden01")).output
+    old, new = mcb.open_run(source, read_only=True), mcb.open_run(str(tmp_path / "golden01"))
+    assert sorted(p.name for p in (tmp_path / "golden01").iterdir())[:2] == [
+        "_mcbackend.json",
+        "_meta.pb",
+    ]
+    for a, b in zip(old.get_chains(), new.get_chains(), strict=True):
+        for var in old.meta.variables:
+            for x, y in zip(a.get_draws(var.name), b.get_draws(var.name), strict=True):
+                np.testing.assert_array_equal(x, y)
