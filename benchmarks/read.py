@@ -1,6 +1,7 @@
 """Reading one small variable of a run beside a big one: our file backends against xarray.
 
     python benchmarks/read.py [--draws 10000] [--chains 4] [--rounds 7] [--format-version 1]
+                              [--backends zarr,parquet]
 
 The run has ``a`` (a float64 scalar) and ``z`` (a (100, 100) float32 array) in every draw.
 It is written once through each backend (ZarrBackend, ParquetBackend) and once as an
@@ -37,13 +38,16 @@ BIG = "z"
 BIG_SHAPE = (100, 100)
 
 
-def backend_options(format_version: int | None) -> dict:
-    """``format_version=`` for the backends once they take it (format v2 adds it)."""
+BACKENDS = {"zarr": mcb.ZarrBackend, "parquet": mcb.ParquetBackend}
+
+
+def backend_options(factory, format_version: int | None) -> dict:
+    """``format_version=`` for a backend that takes it (format v2 adds it)."""
     if format_version is None:
         return {}
-    if "format_version" not in inspect.signature(mcb.ZarrBackend).parameters:
+    if "format_version" not in inspect.signature(factory).parameters:
         raise SystemExit(
-            f"--format-version {format_version}: this mcbackend's backends have no "
+            f"--format-version {format_version}: {factory.__name__} has no "
             "format_version option yet (only format v1 exists)."
         )
     return {"format_version": format_version}
@@ -57,18 +61,20 @@ def chain_draws(chain: int, n: int, big_shape: tuple[int, ...]) -> dict[str, np.
     }
 
 
-def write_runs(workdir: str, chains: int, n: int, big_shape, options: dict) -> dict[str, str]:
+def write_runs(
+    workdir: str, chains: int, n: int, big_shape, format_version: int | None, backends: list[str]
+) -> dict[str, str]:
     """Write the same draws with each backend and with xarray; returns their locations."""
     meta = RunMeta(
         rid="readbench",
         variables=[Variable(SMALL, "float64", []), Variable(BIG, "float32", list(big_shape))],
     )
     urls = {}
-    for name, factory in [("zarr", mcb.ZarrBackend), ("parquet", mcb.ParquetBackend)]:
+    for name in backends:
+        factory = BACKENDS[name]
         root = os.path.join(workdir, name)
         start = time.perf_counter()
-        takes = "format_version" in inspect.signature(factory).parameters
-        run = factory(root, **(options if takes else {})).init_run(meta)
+        run = factory(root, **backend_options(factory, format_version)).init_run(meta)
         for c in range(chains):
             draws = chain_draws(c, n, big_shape)
             chain = run.init_chain(c)
@@ -77,8 +83,11 @@ def write_runs(workdir: str, chains: int, n: int, big_shape, options: dict) -> d
                 chain.append_many({k: v[lo : lo + batch] for k, v in draws.items()})
         run.close()
         urls[name] = os.path.join(root, meta.rid)
+        mib = du(urls[name]) / 2**20
+        files = count_files(urls[name])
         print(
-            f"wrote {name:8s} in {time.perf_counter() - start:6.1f} s: {count_files(urls[name])} files"
+            f"wrote {name:8s} in {time.perf_counter() - start:6.1f} s: {files} files, "
+            f"{mib:.0f} MiB ({files / mib:.3f} files per MiB)"
         )
     per_chain = [chain_draws(c, n, big_shape) for c in range(chains)]
     dataset = xr.Dataset(
@@ -105,6 +114,14 @@ def count_files(path: str) -> int:
     return sum(len(files) for _, _, files in os.walk(path))
 
 
+def du(path: str) -> int:
+    return sum(
+        os.path.getsize(os.path.join(folder, f))
+        for folder, _, files in os.walk(path)
+        for f in files
+    )
+
+
 def readers(urls: dict[str, str]) -> dict[str, Callable[[], np.ndarray]]:
     def read_xarray() -> np.ndarray:
         with xr.open_dataset(urls["xarray"], engine="zarr") as ds:
@@ -117,7 +134,10 @@ def readers(urls: dict[str, str]) -> dict[str, Callable[[], np.ndarray]]:
 
         return read
 
-    return {"xarray": read_xarray, "zarr": ours(urls["zarr"]), "parquet": ours(urls["parquet"])}
+    return {
+        "xarray": read_xarray,
+        **{name: ours(url) for name, url in urls.items() if name != "xarray"},
+    }
 
 
 def main() -> None:
@@ -126,14 +146,17 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--format-version", type=int, default=None)
+    parser.add_argument("--backends", default="zarr,parquet", help="comma-separated")
     parser.add_argument("--big-shape", default="100,100", help="shape of the big variable")
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
     args = parser.parse_args()
     big_shape = tuple(int(s) for s in args.big_shape.split(","))
-    options = backend_options(args.format_version)
     workdir = args.workdir or tempfile.mkdtemp(prefix="mcb-readbench-")
     try:
-        urls = write_runs(workdir, args.chains, args.draws, big_shape, options)
+        backends = args.backends.split(",")
+        urls = write_runs(
+            workdir, args.chains, args.draws, big_shape, args.format_version, backends
+        )
         contenders = readers(urls)
         expected = contenders["xarray"]()
         for name, read in contenders.items():
