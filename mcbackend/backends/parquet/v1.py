@@ -388,7 +388,7 @@ def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
     only for flat columns: both cost much and gain nothing on lists of floats."""
     schema = tables[0].schema
     flat = [f.name for f in schema if not pa.types.is_list(f.type) and not _is_fixed_list(f)]
-    strings = [f.name for f in schema if f.type == pa.string()]
+    strings = [f.name for f in schema if f.type == pa.string() or pa.types.is_dictionary(f.type)]
     options = dict(
         compression=compression or "none",
         use_dictionary=strings,
@@ -403,7 +403,8 @@ def _parquet_bytes(tables: list[pa.Table], compression: str | None) -> bytes:
 
 
 def _is_fixed_list(f: pa.Field) -> bool:
-    return pa.types.is_fixed_size_list(f.type)
+    storage = f.type.storage_type if isinstance(f.type, pa.ExtensionType) else f.type
+    return pa.types.is_fixed_size_list(storage)
 
 
 class ParquetRun(FileRun[ParquetChain]):
