@@ -411,7 +411,7 @@ class ParquetRun(FileRun[ParquetChain]):
     """A run stored as Parquet files under ``<root>/<rid>``."""
 
     format_version = 1
-    chain_class = ParquetChain
+    chain_class: type[ParquetChain] = ParquetChain
     chain_marker = ".chain"
     flush_target_bytes = FLUSH_TARGET_BYTES
 

@@ -129,7 +129,10 @@ def run_info(meta: RunMeta, chain_number: int, columns) -> dict[str, Any]:
         "rid": meta.rid,
         "chain": chain_number,
         "warmup_stat": f"stats/{stat}" if stat else None,
-        "coords": {c.name: ndarray_to_numpy(c.values).tolist() for c in meta.coordinates},
+        "coords": {
+            c.name: ndarray_to_numpy(c.values).tolist() if c.values is not None else []
+            for c in meta.coordinates
+        },
         "dims": {d["column"]: d["dims"] for d in described if d["dims"]},
         "attributes": attributes_to_python(meta.attributes),
         "columns": described,
@@ -168,6 +171,8 @@ def arrow_schema_v2(meta: RunMeta, chain_number: int) -> pa.Schema:
 
 class ParquetChainV2(ParquetChain):
     """A chain in ``chain=<n>/``: v1's files and commits, v2's columns."""
+
+    _run: ParquetRunV2
 
     def __init__(self, cmeta, run: ParquetRunV2, *, created: bool = False) -> None:
         self._warmup_open: bool | None = None  # the warm-up block has not ended yet
