@@ -17,8 +17,8 @@ pa = pytest.importorskip("pyarrow")
 import mcbackend as mcb  # noqa: E402
 from mcbackend.errors import CorruptRunError  # noqa: E402
 from mcbackend.meta import Variable  # noqa: E402
+from mcbackend.testing import make_meta  # noqa: E402
 
-from .conformance import make_meta  # noqa: E402
 from .parquet_worker import N_WARMUP, draw, meta  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
