@@ -347,3 +347,20 @@ def test_part_disagreeing_with_its_name_is_reported_and_raises(tmp_path, damage)
     chain = mcb.open_run(str(tmp_path / "bad")).get_chains()[0]
     with pytest.raises(CorruptRunError, match=first.name):
         chain.get_draws("mu")
+
+
+def test_version_dispatch(tmp_path):
+    """The marker's format_version picks the layout; newer ones are refused clearly."""
+    from mcbackend.errors import FormatVersionError
+
+    v1 = mcb.ParquetBackend(str(tmp_path), format_version=1).init_run(meta("old"))
+    v2 = mcb.ParquetBackend(str(tmp_path)).init_run(meta("new"))
+    assert type(mcb.open_run(str(tmp_path / "old"))) is type(v1)
+    assert type(mcb.open_run(str(tmp_path / "new"))) is type(v2)
+    assert sorted(mcb.ParquetBackend(str(tmp_path)).get_runs()["rid"]) == ["new", "old"]
+    marker = tmp_path / "new" / "_mcbackend.json"
+    marker.write_text(marker.read_text().replace('"format_version": 2', '"format_version": 3'))
+    with pytest.raises(FormatVersionError, match="v3"):
+        mcb.open_run(str(tmp_path / "new"))
+    with pytest.raises(ValueError, match="format_version=3"):
+        mcb.ParquetBackend(str(tmp_path), format_version=3)
