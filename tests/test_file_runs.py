@@ -307,8 +307,9 @@ def test_crash_before_first_flush_then_resume(fmt, tmp_path):
     proc = start_writer(fmt, str(tmp_path), "early", 10**6)
     try:
         deadline = time.monotonic() + 30
-        started = [tmp_path / "early" / "chain_0", tmp_path / "early/_mcbackend/chains/0.json"]
-        while not any(p.exists() for p in started) and time.monotonic() < deadline:
+        run_dir = tmp_path / "early"
+        started = lambda: list(run_dir.glob("chain[_=]0")) or (run_dir / "_mcbackend/chains/0.json").exists()  # noqa: E731
+        while not started() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
