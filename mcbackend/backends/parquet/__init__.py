@@ -79,6 +79,7 @@ class ParquetBackend(FileBackend):
         background_flush: bool = True,
         read_only: bool = False,
         format_version: int = DEFAULT_FORMAT_VERSION,
+        create_bucket: bool = False,
     ) -> None:
         if format_version not in RUN_CLASSES:
             raise ValueError(
