@@ -144,6 +144,10 @@ class ZarrBackend(FileBackend):
         )
 
     @classmethod
+    def run_class_for(cls, version: int) -> type[FileRun]:
+        return RUN_CLASSES[version]
+
+    @classmethod
     def open_run_dir(cls, run_dir: Location, **run_options: Any) -> Run:
         """Open the run in ``run_dir`` in the layout its marker names. Runs in archives and on
         web servers open read-only."""
