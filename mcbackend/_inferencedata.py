@@ -19,6 +19,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 from xarray.core.indexing import LazilyIndexedArray
 
+from ._pymc_layout import group_attrs, is_pymc_run, posterior_names, stat_layout
 from ._validation import VariableSpec, specs_by_name
 from .codec import Section
 from .npproto.utils import ndarray_to_numpy
@@ -57,31 +58,64 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
     warmup = [slice(0, n_warmup) for _ in splits]
     posterior = [slice(s.stop, s.stop + n_posterior) for s in splits]
 
-    variables = sampled_layout(run.meta, Section.DRAWS)
-    stats = sampled_layout(run.meta, Section.STATS)
+    variables = specs_by_name(run.meta.variables, "variable")
+    stats = specs_by_name(run.meta.sample_stats, "sample stat")
+    run_attrs = attributes_to_python(run.meta.attributes)
+    from_pymc = is_pymc_run(stats, run_attrs)
+    stat_names = stat_layout(stats) if from_pymc else {tree_name(n): [n] for n in stats}
+    shown = posterior_names(variables, run_attrs) if from_pymc else variables
+    var_names = {tree_name(n): [n] for n in shown}
     chain_numbers = [c.cmeta.chain_number for c in chains]
     coords = run.coords
     dims = run.dims
-    sampled = {
-        "posterior": _sampled_group(chains, variables, posterior, Section.DRAWS, coords),
-        "sample_stats": _sampled_group(chains, stats, posterior, Section.STATS, coords),
-        "warmup_posterior": _sampled_group(chains, variables, warmup, Section.DRAWS, coords),
-        "warmup_sample_stats": _sampled_group(chains, stats, warmup, Section.STATS, coords),
+
+    def sampled(specs, names, slices, section):
+        ds = _sampled_group(chains, specs, names, slices, section, coords, dims)
+        return ds.assign_coords(chain=chain_numbers, draw=np.arange(ds.sizes.get("draw", 0)))
+
+    groups: dict[str, xr.Dataset] = {
+        "posterior": sampled(variables, var_names, posterior, Section.DRAWS),
+        "sample_stats": sampled(stats, stat_names, posterior, Section.STATS),
     }
-    groups: dict[str, xr.Dataset] = {}
-    for name, ds in sampled.items():
-        groups[name] = ds.assign_coords(
-            chain=chain_numbers, draw=np.arange(ds.sizes.get("draw", 0))
-        )
+    if n_warmup:
+        groups["warmup_posterior"] = sampled(variables, var_names, warmup, Section.DRAWS)
+        groups["warmup_sample_stats"] = sampled(stats, stat_names, warmup, Section.STATS)
     groups["constant_data"] = _data_group(run.constant_data, dims, coords)
     groups["observed_data"] = _data_group(run.observed_data, dims, coords)
-    attrs = attributes_to_python(run.meta.attributes)
-    attrs.setdefault("run_id", run.meta.rid)
-    for ds in groups.values():
-        ds.attrs.update(attrs)
+    # PyMC's DataTree has an observed_data group even when it is empty; no other empty group.
+    keep_empty = {"posterior", "observed_data"} if from_pymc else {"posterior"}
+    groups = {k: ds for k, ds in groups.items() if ds.data_vars or k in keep_empty}
+    run_attrs.setdefault("run_id", run.meta.rid)
+    if from_pymc:
+        sampling_time = _sampling_time(chains, stats, length)
+        for name, ds in groups.items():
+            ds.attrs.update(
+                group_attrs(
+                    run_attrs,
+                    sampled=name not in ("constant_data", "observed_data"),
+                    sampling_time=sampling_time,
+                    tuning_steps=n_warmup,
+                )
+            )
+    else:
+        for ds in groups.values():
+            ds.attrs.update(run_attrs)
     tree = xr.DataTree.from_dict(groups)
-    tree.attrs.update(attrs)
+    tree.attrs.update(run_attrs)
     return tree
+
+
+def _sampling_time(
+    chains: Sequence[Chain], stats: Mapping[str, VariableSpec], length: int
+) -> float | None:
+    """Wall time of sampling, from PyMC's per-draw ``perf_counter_start``/``_diff`` stats (what
+    PyMC measures around its sampling loop; None without them)."""
+    start, diff = "sampler_0__perf_counter_start", "sampler_0__perf_counter_diff"
+    if start not in stats or diff not in stats or not length:
+        return None
+    starts = np.concatenate([c.get_stats(start, slice(0, length)) for c in chains])
+    ends = starts + np.concatenate([c.get_stats(diff, slice(0, length)) for c in chains])
+    return float(np.nanmax(ends) - np.nanmin(starts))
 
 
 def _warmup_split(chain: Chain, stat: str | None, length: int) -> slice:
@@ -129,28 +163,56 @@ def find_warmup_stat(stat_names: Sequence[str]) -> str | None:
 
 def _sampled_group(
     chains: Sequence[Chain],
-    layout: list[tuple[str, VariableSpec, list[str]]],
+    specs: Mapping[str, VariableSpec],
+    names: Mapping[str, list[str]],
     slices: Sequence[slice],
     section: Section,
     coords: Mapping[str, np.ndarray],
+    dims: Mapping[str, list[str]],
 ) -> xr.Dataset:
+    """A (chain, draw, ...) group; ``names`` maps each name in the group to the stored
+    variables it is made of: one, or several stacked along a last axis (PyMC's layout of a
+    stat several samplers report)."""
     data_vars = {}
     n = min((s.stop - s.start for s in slices), default=0)
-    for name, spec, dims in layout:
-        values: LazilyIndexedArray | np.ndarray
-        if spec.is_rigid:
-            values = LazilyIndexedArray(
-                LazyDraws(chains, spec, [s.start for s in slices], n, section)
+    for name, parts in names.items():
+        if len(parts) == 1:
+            spec = specs[parts[0]]
+            values = _read_group_values(chains, spec, slices, n, section)
+            own_dims = {name: dims[parts[0]]} if parts[0] in dims else {}
+            var_dims = ["chain", "draw", *_dims_of(name, values.ndim - 2, own_dims)]
+        else:
+            values = np.stack(
+                [
+                    np.asarray(_read_group_values(chains, specs[p], slices, n, section))
+                    for p in parts
+                ],
+                axis=-1,
             )
-            var_dims = ["chain", "draw", *dims]
-        else:  # one object per draw
-            objects = np.empty((len(chains), n), dtype=object)
-            for c, (chain, slc) in enumerate(zip(chains, slices)):
-                read = chain.get_stats if section is Section.STATS else chain.get_draws
-                objects[c, :] = list(read(name, slc))
-            values, var_dims = objects, ["chain", "draw"]
-        data_vars[tree_name(name)] = xr.Variable(var_dims, values)
+            var_dims = ["chain", "draw", *_dims_of(name, values.ndim - 2, {})]
+        data_vars[name] = xr.Variable(var_dims, values)
     return _with_coords(xr.Dataset(data_vars), coords)
+
+
+def _read_group_values(
+    chains: Sequence[Chain], spec: VariableSpec, slices: Sequence[slice], n: int, section: Section
+) -> Any:
+    """(chain, draw, ...) values: lazily for numbers, eagerly for str and dynamic shapes."""
+    if spec.is_rigid:
+        return LazilyIndexedArray(LazyDraws(chains, spec, [s.start for s in slices], n, section))
+    is_stat = section is Section.STATS
+    reads = [
+        (chain.get_stats if is_stat else chain.get_draws)(spec.name, slice(s.start, s.start + n))
+        for chain, s in zip(chains, slices)
+    ]
+    if spec.is_str and not spec.is_ragged:
+        if not chains:
+            return np.empty((0, n, *spec.shape), dtype="<U1")
+        return np.stack(reads)
+    values = np.empty((len(chains), n), dtype=object)
+    for c, read in enumerate(reads):
+        values[c, :] = list(read)
+    return values
 
 
 class LazyDraws(BackendArray):
@@ -218,16 +280,15 @@ def _dims_of(name: str, ndim: int, dims: Mapping[str, list[str]]) -> list[str]:
 
 
 def _with_coords(ds: xr.Dataset, coords: Mapping[str, np.ndarray]) -> xr.Dataset:
-    """``ds`` with the coordinates that label its dims (other than chain and draw) and fit."""
-    fitting = {
-        dim: coords[dim]
-        for dim, size in ds.sizes.items()
-        if isinstance(dim, str)
-        and dim in coords
-        and dim not in ("chain", "draw")
-        and len(coords[dim]) == size
-    }
-    return ds.assign_coords(fitting)
+    """Every dimension indexed, as ArviZ does: by the run's coordinate when its length fits,
+    else by ``0..n-1`` (PyMC's ``x_dim_0 = [0, 1, 2]``)."""
+    return ds.assign_coords(
+        {
+            dim: coords[dim] if dim in coords and len(coords[dim]) == size else np.arange(size)
+            for dim, size in ds.sizes.items()
+            if isinstance(dim, str)
+        }
+    )
 
 
 def _data_group(
@@ -242,7 +303,8 @@ def _data_group(
 
 
 def attributes_to_python(attributes: Mapping[str, ExtendedValue]) -> dict[str, Any]:
-    """Plain Python values for ``RunMeta.attributes`` (timestamps as ISO strings)."""
+    """Plain Python values for ``RunMeta.attributes`` (timestamps as ISO strings, ints as
+    ints, 0-d arrays as Python scalars)."""
     return {key: extended_value_to_python(value) for key, value in attributes.items()}
 
 
@@ -255,7 +317,8 @@ def extended_value_to_python(value: ExtendedValue) -> Any:
     if kind == "duration_value":
         return content.total_seconds()
     if kind == "ndarray_value":
-        return ndarray_to_numpy(content)
+        arr = ndarray_to_numpy(content)
+        return arr.item() if arr.ndim == 0 and arr.dtype.kind in "biuf" else arr
     if kind in ("struct_value", "list_value"):
         return content.to_dict()
     return content
@@ -272,6 +335,9 @@ def python_to_extended_value(value: Any) -> ExtendedValue:
         return ExtendedValue(null_value=NullValue.NULL_VALUE)
     if isinstance(value, (bool, np.bool_)):
         return ExtendedValue(bool_value=bool(value))
+    if isinstance(value, (int, np.integer)) and -(2**63) <= value < 2**63:
+        # A 0-d int64 array, as a double would read back as 500.0
+        return ExtendedValue(ndarray_value=ndarray_from_numpy(np.asarray(value, dtype=np.int64)))
     if isinstance(value, (int, float, np.integer, np.floating)):
         return ExtendedValue(number_value=float(value))
     if isinstance(value, str):

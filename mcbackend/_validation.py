@@ -21,9 +21,19 @@ def numpy_dtype(dtype_name: str) -> np.dtype:
         dtype = np.dtype(dtype_name)
     except TypeError:
         raise TypeError(f"Unsupported dtype {dtype_name!r}.") from None
-    if dtype.kind in "OVSa":
-        raise TypeError(f"Unsupported dtype {dtype_name!r}: use a numeric type, 'bool' or 'str'.")
+    if dtype.kind in "OVSaMm" or _is_extended_precision(dtype):
+        raise TypeError(
+            f"Unsupported dtype {dtype_name!r}: no backend stores it portably. Use an integer, "
+            "float (at most 64 bit), complex (at most 128 bit), 'bool' or 'str' type; store "
+            "datetimes and durations as integers (e.g. int64 nanoseconds) or strings."
+        )
     return dtype
+
+
+def _is_extended_precision(dtype: np.dtype) -> bool:
+    """``longdouble``/``clongdouble`` (80 or 128 bit on most platforms): Zarr, Parquet and
+    ClickHouse have no such type."""
+    return (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16)
 
 
 #: Scalar types whose every value the dtype holds exactly (Python ``int`` may overflow: absent).
@@ -66,7 +76,10 @@ class VariableSpec:
         object.__setattr__(self, "is_ragged", ragged)
         object.__setattr__(self, "is_rigid", rigid)
         object.__setattr__(self, "_exact_scalars", exact)
-        object.__setattr__(self, "_int_range", _exact_int_range(self.dtype) if exact else None)
+        scalar_numeric = self.shape == () and rigid and self.dtype.kind in "iuf"
+        object.__setattr__(
+            self, "_int_range", _exact_int_range(self.dtype) if scalar_numeric else None
+        )
         object.__setattr__(self, "_scalar_str", is_str and self.shape == () and not ragged)
 
     @classmethod
@@ -99,7 +112,7 @@ class VariableSpec:
                 )
         elif kind is str and self._scalar_str:
             return np.array(value)
-        arr = np.asarray(value)
+        arr = self._as_array(value)
         self._check_dtype(arr)
         self._check_shape(arr.shape)
         if self.is_str:
@@ -126,7 +139,7 @@ class VariableSpec:
             if n:
                 raise ValueError(f"{self.name!r} has 0 values, expected {n}.")
             return np.empty((0, *self.shape), dtype=self.dtype)
-        arr = np.asarray(values)
+        arr = self._as_array(values)
         if arr.dtype is not self.dtype and arr.dtype != self.dtype:
             self._check_dtype(arr)
             self._check_range(arr)
@@ -139,14 +152,30 @@ class VariableSpec:
             )
         return arr
 
+    def _as_array(self, value: Any) -> np.ndarray:
+        """``np.asarray(value)``; for integer dtypes, lists of Python ints NumPy would make
+        floats of (``[0, 2**64 - 1]``) are kept exact, as object arrays ``_check_range``
+        checks."""
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and self.dtype.kind in "iu" and isinstance(value, (list, tuple)):
+            exact = np.array(value, dtype=object)
+            if exact.shape == arr.shape and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in exact.flat
+            ):
+                return exact
+        return arr
+
     def _check_range(self, arr: np.ndarray) -> None:
         """Integers that would wrap around in the declared integer dtype are refused."""
-        if arr.dtype.kind not in "iu" or self.dtype.kind not in "iu" or not arr.size:
+        if self.dtype.kind not in "iu" or not arr.size:
             return
-        if np.can_cast(arr.dtype, self.dtype, "safe"):
+        if arr.dtype.kind == "O" and _all_ints(arr):
+            lowest, highest = min(arr.flat), max(arr.flat)
+        elif arr.dtype.kind not in "iu" or np.can_cast(arr.dtype, self.dtype, "safe"):
             return
+        else:
+            lowest, highest = arr.min(), arr.max()
         info = np.iinfo(self.dtype)
-        lowest, highest = arr.min(), arr.max()
         if lowest < info.min or highest > info.max:
             bad = lowest if lowest < info.min else highest
             raise ValueError(
@@ -161,6 +190,10 @@ class VariableSpec:
                 return
         elif arr.dtype.kind not in "OUSV" and np.can_cast(arr.dtype, self.dtype, "same_kind"):
             return
+        elif arr.dtype.kind in "iu" and self.dtype.kind in "iu":
+            return  # signed into unsigned (or back): ``_check_range`` refuses what would wrap
+        elif arr.dtype.kind == "O" and self.dtype.kind in "iu" and _all_ints(arr):
+            return  # Python ints beyond int64: ``_check_range`` checks them
         raise TypeError(
             f"Value of {self.name!r} has dtype {arr.dtype}, which cannot be stored as "
             f"the declared dtype {self.dtype if not self.is_str else 'str'}."
@@ -175,6 +208,10 @@ class VariableSpec:
             return
         declared = tuple("?" if s <= 0 else s for s in self.shape)
         raise ValueError(f"Value of {self.name!r} has shape {shape}, declared {declared}.")
+
+
+def _all_ints(arr: np.ndarray) -> bool:
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr.flat)
 
 
 def _exact_int_range(dtype: np.dtype) -> tuple[int, int] | None:

@@ -6,6 +6,7 @@ input before any backend sees it, so bad input never reaches (or corrupts) store
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from .meta import ChainMeta, RunMeta, Variable
 from .npproto.utils import ndarray_to_numpy
 
 if TYPE_CHECKING:
+    import pandas
     import xarray
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "is_rigid",
     "positions",
     "read_positions",
+    "runs_dataframe",
 ]
 
 
@@ -68,6 +71,9 @@ class Chain(Sized):
         self._stat_specs = specs_by_name(rmeta.sample_stats, "sample stat")
         self._block_cache: dict[tuple[Section, str], tuple[int, np.ndarray]] = {}
         self._known_length = 0  # draws known to exist: they never go away
+        #: Set on chains PyMC's own adapter writes: turns its pickled object stats into JSON
+        #: (``mcbackend.pymc.prepare_bare_run``).
+        self.object_stats: Any = None
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -79,6 +85,8 @@ class Chain(Sized):
         its missing value: NaN for floats, 0, False, "" or an empty array.
         """
         values = _validate_all(draw, self._variable_specs, "draw")
+        if self.object_stats is not None and stats:
+            stats = self.object_stats.store(stats, len(self))
         stat_values = _validate_all(stats or {}, self._stat_specs, "stats", fill_missing=True)
         self._append(values, stat_values)
 
@@ -111,24 +119,37 @@ class Chain(Sized):
     # ---- reading -------------------------------------------------------------------------
 
     def get_draws(self, var_name: str, slc: slice = slice(None)) -> np.ndarray:
-        """Draws of a variable; rigid numeric variables as one array, others as object arrays."""
+        """Draws of a variable: one ``(draws, *shape)`` array for fixed shapes (``str`` as a
+        ``<U`` array, as published mcbackend returns them), an object array of per-draw arrays
+        for dynamic shapes."""
         spec = _lookup(self._variable_specs, var_name, "variable")
-        return self._get_values(spec, _check_slice(slc), section=Section.DRAWS)
+        return _fixed_str(self._get_values(spec, _check_slice(slc), section=Section.DRAWS), spec)
 
     def get_stats(self, stat_name: str, slc: slice = slice(None)) -> np.ndarray:
         """Values of a sampler statistic, like ``get_draws``."""
         spec = _lookup(self._stat_specs, stat_name, "sample stat")
-        return self._get_values(spec, _check_slice(slc), section=Section.STATS)
+        values = _fixed_str(self._get_values(spec, _check_slice(slc), section=Section.STATS), spec)
+        bare = self.object_stats
+        if bare is not None and stat_name in bare.names and bare.read_by_adapter():
+            return bare.show(stat_name, values, range(len(self))[slc])
+        return values
 
     def get_draws_at(self, idx: int, var_names: Sequence[str]) -> dict[str, np.ndarray]:
         """Values of the named variables in draw ``idx`` (negative counts from the end)."""
         specs = [_lookup(self._variable_specs, n, "variable") for n in var_names]
-        return self._get_values_at(self._check_index(idx), specs, section=Section.DRAWS)
+        values = self._get_values_at(self._check_index(idx), specs, section=Section.DRAWS)
+        return _fixed_str_at(values, specs)
 
     def get_stats_at(self, idx: int, stat_names: Sequence[str]) -> dict[str, np.ndarray]:
         """Values of the named stats in draw ``idx``."""
         specs = [_lookup(self._stat_specs, n, "sample stat") for n in stat_names]
-        return self._get_values_at(self._check_index(idx), specs, section=Section.STATS)
+        idx = self._check_index(idx)
+        values = _fixed_str_at(self._get_values_at(idx, specs, section=Section.STATS), specs)
+        bare = self.object_stats
+        if bare is not None and bare.read_by_adapter():
+            for name in bare.names & values.keys():
+                values[name] = bare.show(name, [values[name]], range(idx, idx + 1))[0]
+        return values
 
     def _get_values(self, spec: VariableSpec, slc: slice, *, section: Section) -> np.ndarray:
         raise NotImplementedError()
@@ -152,7 +173,8 @@ class Chain(Sized):
                 missing.setdefault(slice(start, min(start + rows, len(self))), []).append(spec)
         for slc, group in missing.items():
             for name, block in self._get_many_values(group, slc, section=section).items():
-                cache[(section, name)] = (slc.start, block)
+                specs_of = self._stat_specs if section is Section.STATS else self._variable_specs
+                cache[(section, name)] = (slc.start, _fixed_str(block, specs_of[name]))
         out = {}
         for spec in specs:
             start, block = cache[(section, spec.name)]
@@ -214,6 +236,9 @@ class Chain(Sized):
 class Run:
     """A handle on one MCMC run: its metadata and chains."""
 
+    #: Set by ``Backend.init_run`` on runs PyMC's own adapter writes (``prepare_bare_run``).
+    _bare_object_stats: Any = None
+
     def __init__(self, meta: RunMeta) -> None:
         self.meta = meta
 
@@ -227,7 +252,9 @@ class Run:
                 f"Chain {chain_number} already exists in run '{self.meta.rid}'. "
                 "Use get_chains() to continue it."
             )
-        return self._init_chain(int(chain_number))
+        chain = self._init_chain(int(chain_number))
+        chain.object_stats = getattr(self, "_bare_object_stats", None)
+        return chain
 
     def _init_chain(self, chain_number: int) -> Chain:
         raise NotImplementedError()
@@ -320,7 +347,15 @@ class Backend:
         if self.closed:
             raise RuntimeError(f"{self!r} is closed; create a new backend to store more runs.")
         validate_run_meta(meta)
-        return self._init_run(meta)
+        bare = None
+        if "pymc.backends.mcbackend" in sys.modules:  # PyMC's own adapter may be the caller
+            from .pymc import prepare_bare_run
+
+            bare = prepare_bare_run(meta)
+        run = self._init_run(meta)
+        if bare is not None:
+            run._bare_object_stats = bare
+        return run
 
     @property
     def closed(self) -> bool:
@@ -334,13 +369,47 @@ class Backend:
         raise NotImplementedError()
 
     def get_run(self, rid: str) -> Run:
-        """Open an existing run by its id."""
+        """Open an existing run by its id; an unknown id raises ``RunNotFoundError``."""
         raise NotImplementedError(f"{type(self).__name__} cannot reopen runs.")
 
-    def get_runs(self) -> Any:
-        """The runs stored: a ``pandas.DataFrame`` indexed by rid (with ``created_at``) for
-        backends that store them, the list of run ids for ``NumPyBackend``."""
+    def get_runs(self) -> pandas.DataFrame:
+        """The backend's runs as a ``pandas.DataFrame`` on every backend (the type published
+        mcbackend 0.5.x returned from ``ClickHouseBackend.get_runs``): one row per run, oldest
+        first, indexed by ``rid``, with columns ``rid``, ``created_at`` (UTC), ``meta`` (the
+        ``RunMeta``) and ``proto`` (the same ``RunMeta``, 0.5.x's name). Backends may add
+        columns (file backends: ``format``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list runs.")
+
+
+def _fixed_str(values: np.ndarray, spec: VariableSpec) -> np.ndarray:
+    """Fixed-shape ``str`` values as one ``(draws, *shape)`` ``<U`` array (backends may hand
+    them over as an object array of per-draw arrays)."""
+    if not spec.is_str or spec.is_ragged or values.dtype.kind == "U":
+        return values
+    if not len(values):
+        return np.empty((0, *spec.shape), dtype="<U1")
+    return np.array([np.asarray(v, dtype=str) for v in values]).reshape(len(values), *spec.shape)
+
+
+def _fixed_str_at(values: dict[str, Any], specs: Iterable[VariableSpec]) -> dict[str, Any]:
+    """One draw's fixed-shape ``str`` values as ``<U`` arrays."""
+    for spec in specs:
+        if spec.is_str and not spec.is_ragged:
+            values[spec.name] = np.asarray(values[spec.name], dtype=str)
+    return values
+
+
+def runs_dataframe(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = ()
+) -> pandas.DataFrame:
+    """The ``Backend.get_runs`` table: one row per run, indexed by ``rid``, with columns ``rid``,
+    ``created_at``, ``meta`` (the ``RunMeta``), ``proto`` (the same, under the name published
+    mcbackend 0.5.x used) and any backend-specific ``columns``."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=["rid", "created_at", *columns, "meta"])
+    frame["proto"] = frame["meta"]
+    return frame.set_index("rid", drop=False)
 
 
 def _lookup(specs: Mapping[str, VariableSpec], name: str, kind: str) -> VariableSpec:

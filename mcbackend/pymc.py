@@ -16,6 +16,7 @@ import contextlib
 import copy
 import datetime
 import inspect
+import io
 import pickle
 import platform
 import time
@@ -32,17 +33,16 @@ from pymc.backends.base import BaseTrace
 from pymc.model import Model, modelcontext
 from pymc.step_methods.compound import flat_statname, flatten_steps
 from pymc.util import is_transformed_name
-from pytensor.compile.sharedvalue import SharedVariable
-from pytensor.graph.basic import Constant
 
 from ._inferencedata import python_to_extended_value
+from ._objectstats import from_json, to_json
 from ._validation import VariableSpec
 from .core import Backend, Chain, Run
 from .deprecation import RenamedAttribute
 from .meta import Coordinate, DataVariable, RunMeta, Variable
 from .npproto.utils import ndarray_from_numpy
 
-__all__ = ["PyMCVersionWarning", "TraceBackend"]
+__all__ = ["PyMCVersionWarning", "TraceBackend", "prepare_bare_run"]
 
 _LIBRARIES = ("mcbackend", "pymc", "pytensor", "numpy", "arviz")
 
@@ -74,7 +74,7 @@ class _Session:
     var_dtypes: dict[str, np.dtype]
     #: Per sampler: stat name -> stored (flat) name.
     stat_names: list[dict[str, str]]
-    #: Stored names of stats holding Python objects (pickled, base64 text).
+    #: Stored names of stats holding Python objects (stored as JSON text).
     object_stats: frozenset[str]
     #: Per stored stat name: the value of a draw in which the sampler did not report it.
     stat_fill: dict[str, Any]
@@ -146,6 +146,10 @@ class TraceBackend(BaseTrace):
         self._staged = 0  # draws recorded into the stage, not yet in the chain
         self._staged_since = 0.0  # when the oldest staged draw was recorded
         self._stat_fill: dict[str, Any] = {}
+        self._stored = 0  # draws handed to the chain
+        #: Per object stat: draw index -> the object PyMC recorded (None is not kept). Storage
+        #: holds JSON text; PyMC reads the objects back through this trace during ``pm.sample``.
+        self._objects: dict[str, dict[int, Any]] = {}
         self._draw_stage: list[np.ndarray] = []
         self._stat_rows: list[tuple[list[dict], bool]] = []  # (sampler stats, in warm-up)
 
@@ -186,6 +190,8 @@ class TraceBackend(BaseTrace):
         self._stat_fill = session.stat_fill
         self._stat_rows = []
         self._staged = 0
+        self._stored = 0
+        self._objects = {name: {} for name in self._object_stats}
         session.chains[chain] = self._chain
         session.open_chains.add(chain)
 
@@ -211,6 +217,7 @@ class TraceBackend(BaseTrace):
         draws = {name: column[:n] for name, column in zip(self.varnames, self._draw_stage)}
         rows, self._stat_rows = self._stat_rows, []
         self._recording().append_many(draws, self._stat_columns(rows))
+        self._stored += n
 
     def _stat_columns(self, rows: list[tuple[list[dict], bool]]) -> dict[str, list]:
         """Staged stats by stored name. A stat a sampler declared but did not report in a draw
@@ -225,7 +232,11 @@ class TraceBackend(BaseTrace):
             if unknown:
                 raise KeyError(f"Sampler {s} reported stats {sorted(unknown)} it did not declare.")
         for name in self._object_stats:
-            columns[name] = [_pickled(value) for value in columns[name]]
+            kept = self._objects[name]
+            for i, value in enumerate(columns[name]):
+                if value is not None:
+                    kept[self._stored + i] = value
+            columns[name] = [to_json(value) for value in columns[name]]
         return columns
 
     def close(self) -> None:
@@ -264,11 +275,14 @@ class TraceBackend(BaseTrace):
 
     def _get_sampler_stats(self, stat_name: str, sampler_idx: int, burn: int, thin: int):
         name = flat_statname(sampler_idx, stat_name)
-        values = self._recording().get_stats(name, self._draws(burn, thin))
+        draws = self._draws(burn, thin)
+        values = self._recording().get_stats(name, draws)
         if name in self._object_stats:
+            kept = self._objects.get(name, {})
+            indices = range(len(self._recording()))[draws]
             objects = np.empty(len(values), dtype=object)
-            for i, text in enumerate(values):
-                objects[i] = _unpickled(str(text))
+            for i, (index, text) in enumerate(zip(indices, values)):
+                objects[i] = kept[index] if index in kept else from_json(str(text))
             return objects
         return values
 
@@ -330,8 +344,8 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
     point = sampling.initial_point or model.initial_point()
     values = dict(zip((v.name for v in trace_vars), fn(**point)))
     stat_names, stats, object_stats = _sample_stats(sampler_vars or [], sampling.step)
-    stat_fill = {  # what a draw that lacks the stat stores (object stats: pickled None)
-        s.name: None if s.name in object_stats else VariableSpec.from_variable(s).missing_value()
+    stat_fill = {  # a draw that lacks the stat stores 0 (as PyMC's default trace); objects None
+        s.name: None if s.name in object_stats else _zero(VariableSpec.from_variable(s))
         for s in stats
     }
     meta = RunMeta(
@@ -345,7 +359,8 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
         ],
         data=model_data(model),
     )
-    for key, value in run_attributes(sampling.arguments).items():
+    arguments = {**sampling.arguments, "include_transformed": sampling.include_transformed}
+    for key, value in run_attributes(arguments).items():
         meta.attributes[key] = python_to_extended_value(value)
     return _Session(
         run=backend.init_run(meta),
@@ -401,23 +416,16 @@ def _sample_stats(sampler_vars, step) -> tuple[list[dict[str, str]], list[Variab
     return names, stats, frozenset(objects)
 
 
-_PICKLED_NONE = base64.encodebytes(pickle.dumps(None)).decode("ascii")
-
-
-def _pickled(value: Any) -> str:
-    """Python objects as text, as PyMC's own adapter stores them."""
-    if value is None:
-        return _PICKLED_NONE
-    return base64.encodebytes(pickle.dumps(value)).decode("ascii")
-
-
-def _unpickled(text: str) -> Any:
-    return pickle.loads(base64.decodebytes(text.encode("ascii")))
+def _zero(spec: VariableSpec) -> np.ndarray:
+    """What PyMC's default trace holds for a stat a sampler did not report: zeros."""
+    return np.zeros_like(spec.missing_value())
 
 
 #: The PyMC functions whose arguments ``_pm_sample_settings`` reads: (module, function name).
 _INIT_TRACES = ("pymc.backends", "init_traces")
 _SAMPLE = ("pymc.sampling.mcmc", "sample")
+#: PyMC's own adapter (``pm.sample(trace=backend)``), which calls ``Backend.init_run``.
+_CHAIN_ADAPTERS = ("pymc.backends.mcbackend", "init_chain_adapters")
 
 
 class PyMCVersionWarning(UserWarning):
@@ -438,52 +446,92 @@ def _pm_sample_settings(
     moves them, this warns (``PyMCVersionWarning``, naming the version) and the run is stored
     with what the trace alone knows; ``setup``'s own arguments check what was found.
     """
+    frames = _pymc_frames()
+    if not frames:
+        return _Sampling(model=modelcontext(model))
+    try:
+        return _settings_from(frames, draws, sampler_vars)
+    except (LookupError, TypeError, ValueError, AttributeError) as error:
+        _warn_moved(error)
+        return _Sampling(model=modelcontext(model))
+
+
+def _pm_sample_bare_settings() -> _Sampling | None:
+    """``_pm_sample_settings`` for PyMC's own adapter (``pm.sample(trace=backend)``), which
+    calls ``Backend.init_run`` from ``init_chain_adapters`` and has no ``setup(draws,
+    sampler_vars)`` to check against: the adapter's model and step method, and what
+    ``pm.sample`` knows besides. None when the adapter is not the caller."""
+    frames = _pymc_frames()
+    adapter = frames.pop(_CHAIN_ADAPTERS, None)
+    if adapter is None:
+        return None
+    fallback = _Sampling(model=adapter["model"], step=adapter["step"])
+    if not frames:  # the adapter used outside pm.sample
+        return fallback
+    try:
+        return _settings_from(frames, None, None)
+    except (LookupError, TypeError, ValueError, AttributeError) as error:
+        _warn_moved(error)
+        return fallback
+
+
+def _pymc_frames() -> dict[tuple[str, str], Mapping[str, Any]]:
+    """The locals of the PyMC functions read here, by (module, function), up to ``pm.sample``."""
     frames: dict[tuple[str, str], Mapping[str, Any]] = {}
     frame = inspect.currentframe()
     while frame is not None and _SAMPLE not in frames:
         key = (frame.f_globals.get("__name__", ""), frame.f_code.co_name)
-        if key in (_INIT_TRACES, _SAMPLE):
+        if key in (_INIT_TRACES, _SAMPLE, _CHAIN_ADAPTERS):
             frames.setdefault(key, frame.f_locals)
         frame = frame.f_back
-    if not frames:
-        return _Sampling(model=modelcontext(model))
-    try:
-        if _INIT_TRACES not in frames:
-            raise LookupError("pm.sample no longer calls pymc.backends.init_traces")
-        init = frames[_INIT_TRACES]
-        step, tune, length = init["step"], init["tune"], init["expected_length"]
-        if not isinstance(init["model"], Model) or not isinstance(init["chains"], int):
-            raise TypeError(f"model={init['model']!r}, chains={init['chains']!r}")
-        if length != draws or not isinstance(tune, int) or not 0 <= tune <= length:
-            raise ValueError(f"tune={tune!r} and {length=!r}, but setup(draws={draws})")
-        if list(step.stats_dtypes) != list(sampler_vars):
-            raise ValueError("the step methods' stats differ from setup's sampler_vars")
-        idata_kwargs = frames.get(_SAMPLE, {}).get("idata_kwargs") or {}
-        return _Sampling(
-            model=init["model"],
-            step=step,
-            trace_vars=init["trace_vars"],
-            initial_point=init["initial_point"],
-            chains=init["chains"],
-            arguments={
-                "tune": tune,
-                "draws": length - tune,
-                "chains": init["chains"],
-                "sampler": ", ".join(type(m).__name__ for m in getattr(step, "methods", [step])),
-            },
-            include_transformed=bool(idata_kwargs.get("include_transformed")),
-        )
-    except (LookupError, TypeError, ValueError, AttributeError) as error:
-        warnings.warn(
-            f"PyMC {_version_of('pymc')} no longer passes pm.sample's settings where mcbackend "
-            f"{_version_of('mcbackend')} reads them (arguments of pymc.backends.init_traces and "
-            f"pymc.sampling.mcmc.sample: {type(error).__name__}: {error}). The run is stored "
-            "without the tune/draw counts and sampler attributes, with every variable "
-            "(var_names and idata_kwargs ignored) and stats of any shape. Please report this.",
-            PyMCVersionWarning,
-            stacklevel=3,
-        )
-        return _Sampling(model=modelcontext(model))
+    return frames
+
+
+def _settings_from(
+    frames: Mapping[tuple[str, str], Mapping[str, Any]],
+    draws: int | None,
+    sampler_vars: Sequence[Mapping[str, Any]] | None,
+) -> _Sampling:
+    """The settings in PyMC's frames, checked against ``setup``'s arguments when there are."""
+    if _INIT_TRACES not in frames:
+        raise LookupError("pm.sample no longer calls pymc.backends.init_traces")
+    init = frames[_INIT_TRACES]
+    step, tune, length = init["step"], init["tune"], init["expected_length"]
+    if not isinstance(init["model"], Model) or not isinstance(init["chains"], int):
+        raise TypeError(f"model={init['model']!r}, chains={init['chains']!r}")
+    if not isinstance(length, int) or not isinstance(tune, int) or not 0 <= tune <= length:
+        raise ValueError(f"tune={tune!r} and {length=!r}")
+    if draws is not None and length != draws:
+        raise ValueError(f"tune={tune!r} and {length=!r}, but setup(draws={draws})")
+    if sampler_vars is not None and list(step.stats_dtypes) != list(sampler_vars):
+        raise ValueError("the step methods' stats differ from setup's sampler_vars")
+    idata_kwargs = frames.get(_SAMPLE, {}).get("idata_kwargs") or {}
+    return _Sampling(
+        model=init["model"],
+        step=step,
+        trace_vars=init["trace_vars"],
+        initial_point=init["initial_point"],
+        chains=init["chains"],
+        arguments={
+            "tune": tune,
+            "draws": length - tune,
+            "chains": init["chains"],
+            "sampler": ", ".join(type(m).__name__ for m in getattr(step, "methods", [step])),
+        },
+        include_transformed=bool(idata_kwargs.get("include_transformed")),
+    )
+
+
+def _warn_moved(error: Exception) -> None:
+    warnings.warn(
+        f"PyMC {_version_of('pymc')} no longer passes pm.sample's settings where mcbackend "
+        f"{_version_of('mcbackend')} reads them (arguments of pymc.backends.init_traces and "
+        f"pymc.sampling.mcmc.sample: {type(error).__name__}: {error}). The run is stored "
+        "without the tune/draw counts and sampler attributes, with every variable "
+        "(var_names and idata_kwargs ignored) and stats of any shape. Please report this.",
+        PyMCVersionWarning,
+        stacklevel=4,
+    )
 
 
 def _version_of(library: str) -> str:
@@ -494,25 +542,16 @@ def _version_of(library: str) -> str:
 
 
 def model_data(model: Model) -> list[DataVariable]:
-    """``pm.Data`` containers and observed data given as plain arrays, with their dims."""
-    observed = {model.rvs_to_values[rv] for rv in model.observed_RVs}
+    """Constant and observed data as PyMC's DataTree holds them (PyMC's own functions find
+    them): observed data under the name of the variable it observes, constant data under the
+    container's name; each with its dims."""
+    from pymc.backends.arviz import find_constants, find_observations
+
     found = []
-    for name, var in model.named_vars.items():
-        if isinstance(var, Constant):
-            value = var.data
-        elif isinstance(var, SharedVariable):
-            value = var.get_value()
-        else:
-            continue
-        dims = list(model.named_vars_to_dims.get(name) or [])
-        found.append(DataVariable(name, ndarray_from_numpy(value), dims, var in observed))
-    known = {d.name for d in found}
-    for rv in model.observed_RVs:
-        value = model.rvs_to_values.get(rv)
-        if rv.name in known or not isinstance(value, Constant):
-            continue
-        dims = list(model.named_vars_to_dims.get(rv.name) or [])
-        found.append(DataVariable(rv.name, ndarray_from_numpy(value.data), dims, True))
+    for observed, values in [(False, find_constants(model)), (True, find_observations(model))]:
+        for name, value in values.items():
+            dims = list(model.named_vars_to_dims.get(name) or [])
+            found.append(DataVariable(name, ndarray_from_numpy(np.asarray(value)), dims, observed))
     return found
 
 
@@ -528,3 +567,106 @@ def run_attributes(sampling_arguments: Mapping[str, Any] | None = None) -> dict[
             attrs[f"{lib}_version"] = version(lib)
     attrs.update(sampling_arguments or {})
     return attrs
+
+
+# ---- PyMC's own adapter: pm.sample(trace=backend) -------------------------------------------
+
+
+def prepare_bare_run(meta: RunMeta) -> _BareAdapterStats | None:
+    """Complete the run ``pm.sample(trace=backend)`` is creating through PyMC's own adapter
+    (``pymc.backends.mcbackend``), as ``TraceBackend`` records it: data named as PyMC's DataTree
+    names it, run attributes; object stats stored as JSON instead of the pickles the adapter
+    hands over, stats a sampler left out as zeros (what PyMC's default trace holds). None when
+    PyMC's adapter is not the caller."""
+    sampling = _pm_sample_bare_settings()
+    if sampling is None:
+        return None
+    model, step = sampling.model, sampling.step
+    del meta.data[:]
+    meta.data.extend(model_data(model))
+    arguments = {**sampling.arguments, "include_transformed": sampling.include_transformed}
+    for key, value in run_attributes(arguments).items():
+        meta.attributes.setdefault(key, python_to_extended_value(value))
+    names = [
+        flat_statname(s, name)
+        for s, method in enumerate(flatten_steps(step))
+        for name, (dtype, _) in method.stats_dtypes_shapes.items()
+        if np.dtype(dtype).kind == "O"
+    ]
+    zeros = {
+        s.name: _zero(VariableSpec.from_variable(s))
+        for s in meta.sample_stats
+        if s.name not in names
+    }
+    return _BareAdapterStats(frozenset(names), zeros)
+
+
+class _BareAdapterStats:
+    """Stats of a chain PyMC's adapter writes. Object stats come pickled (base64 text); they are
+    stored as JSON, and reads by the adapter through the writing chain get their pickled text
+    back, as it unpickles what it reads (its DataTree conversion does). Stats a sampler did
+    not report are stored as zeros, as PyMC's default trace holds them."""
+
+    def __init__(self, names: frozenset[str], zeros: Mapping[str, np.ndarray]) -> None:
+        self.names = names
+        self._zeros = zeros
+        self._texts: dict[tuple[str, int], str] = {}  # (stat, draw index) -> pickled text
+
+    def store(self, stats: Mapping[str, Any], index: int) -> dict[str, Any]:
+        stats = {**self._zeros, **stats}
+        for name in self.names & stats.keys():
+            text = str(np.asarray(stats[name]))
+            value = _adapter_unpickle(text)
+            if value is not None:
+                self._texts[(name, index)] = text
+            stats[name] = to_json(value)
+        return stats
+
+    @staticmethod
+    def read_by_adapter() -> bool:
+        """The caller of ``Chain.get_stats`` (that called this) is PyMC's adapter: it gets
+        pickles, every other reader the stored JSON."""
+        frame = inspect.currentframe()
+        for _ in range(2):
+            frame = frame.f_back if frame is not None else None
+        return frame is not None and frame.f_globals.get("__name__") == _CHAIN_ADAPTERS[0]
+
+    def show(self, name: str, values: np.ndarray, indices: range) -> np.ndarray:
+        shown = np.empty(len(values), dtype=object)
+        for i, index in enumerate(indices):
+            shown[i] = self._texts.get((name, index), _PICKLED_NONE)
+        return shown
+
+
+_PICKLED_NONE = base64.encodebytes(pickle.dumps(None)).decode("ascii")
+
+#: What PyMC's adapter pickles into object stats besides PyMC's own classes (its warnings,
+#: divergence details and sampler states): NumPy arrays and plain containers.
+_UNPICKLE_ALLOWED = {
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("builtins", "dict"),
+    ("builtins", "list"),
+    ("builtins", "tuple"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+}
+
+
+class _AdapterUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if not module.startswith("pymc.") and (module, name) not in _UNPICKLE_ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not a value PyMC's warnings hold.")
+        return super().find_class(module, name)
+
+
+def _adapter_unpickle(text: str) -> Any:
+    """The object PyMC's adapter just pickled in this process (never data read from storage),
+    restricted to the types PyMC's warnings hold."""
+    return _AdapterUnpickler(io.BytesIO(base64.decodebytes(text.encode("ascii")))).load()

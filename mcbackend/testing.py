@@ -22,9 +22,11 @@ assertion messages, call ``pytest.register_assert_rewrite("mcbackend.testing")``
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
+import pandas as pd
 
 try:
     import pytest
@@ -104,7 +106,13 @@ def random_draws(variables: list[Variable], n: int, seed: int = 0) -> list[dict[
 def assert_values_equal(actual: np.ndarray, expected: list[np.ndarray], var: Variable) -> None:
     """``actual`` (from get_draws/get_stats) holds exactly ``expected`` draws."""
     assert len(actual) == len(expected)
-    rigid = mcb.core.is_rigid(var.shape) and not var.undefined_ndim and var.dtype != "str"
+    rigid = mcb.core.is_rigid(var.shape) and not var.undefined_ndim
+    if rigid and var.dtype == "str":  # one <U array, as published mcbackend returns them
+        assert actual.dtype.kind == "U", (var.name, actual.dtype)
+        assert actual.shape == (len(expected), *var.shape)
+        if expected:
+            np.testing.assert_array_equal(actual, np.stack(expected))
+        return
     if rigid:
         assert actual.dtype == np.dtype(var.dtype), (var.name, actual.dtype)
         assert actual.shape == (len(expected), *var.shape)
@@ -479,15 +487,19 @@ class BackendConformance:
                 dt = run.to_inferencedata()
             split = n_tune
         posterior = dt["posterior"].to_dataset()
-        warmup = dt["warmup_posterior"].to_dataset()
         assert posterior["mu"].dims == ("chain", "draw", "city")
         assert list(posterior["city"].values) == ["A", "B"]
         assert posterior.sizes["draw"] == n_tune + n_draws - split
-        assert warmup.sizes["draw"] == split
+        # No empty groups: warm-up groups only with warm-up draws, no constant_data here.
+        assert ("warmup_posterior" in dt.children) == bool(split)
+        assert ("warmup_sample_stats" in dt.children) == bool(split)
+        assert "constant_data" not in dt.children
         for c in range(2):
             want = np.stack([d["mu"] for d in expected[c]])
             np.testing.assert_array_equal(posterior["mu"].values[c], want[split:])
-            np.testing.assert_array_equal(warmup["mu"].values[c], want[:split])
+            if split:
+                warmup = dt["warmup_posterior"].to_dataset()["mu"].values[c]
+                np.testing.assert_array_equal(warmup, want[:split])
         assert posterior["n"].dtype == np.int64
         energy = dt["sample_stats"].to_dataset()["energy"]
         np.testing.assert_array_equal(energy.values[0], np.arange(split, 10))
@@ -603,3 +615,129 @@ class BackendConformance:
     def test_bad_meta_refused(self, backend, meta, match):
         with pytest.raises((ValueError, TypeError), match=match):
             backend.init_run(meta)
+
+    # ---- coordinates of any kind --------------------------------------------------------
+
+    def test_coordinates_of_any_kind(self, backend):
+        """Coordinate labels of every kind PyMC models use come back equal, typed as xarray
+        types them (PyMC keeps dates as a tuple of ``pd.Timestamp``)."""
+        dates = pd.date_range("2024-01-01", periods=3)
+        labels = {
+            "date": np.array(tuple(dates), dtype=object),
+            "datetime": np.array(["2024-01-01T12:00", "2024-02-01", "2025-01-01"], "M8[s]"),
+            "name": np.array(["a", "β", ""]),
+            "number": np.array([30, 10, 20]),
+            "mixed": np.array(["a", 1, 2.5], dtype=object),
+        }
+        expected = {**labels, "date": dates.values}
+        variables = [Variable(name, "float64", [3], dims=[name]) for name in labels]
+        meta = make_meta(
+            variables,
+            [Variable("in_warmup", "bool", [])],
+            coordinates=[Coordinate(n, ndarray_from_numpy(v)) for n, v in labels.items()],
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        for i in range(3):
+            chain.append({name: np.full(3, float(i)) for name in labels}, {"in_warmup": i < 1})
+        self.finish(run)
+        run = self.reopen(backend, run)
+        posterior = run.to_inferencedata()["posterior"].to_dataset()
+        for name, want in expected.items():
+            for got in (run.coords[name], posterior[name].values):
+                assert got.dtype == want.dtype, (name, got.dtype, want.dtype)
+                assert got.tolist() == want.tolist(), name
+                assert [type(v) for v in got.tolist()] == [type(v) for v in want.tolist()]
+
+    # ---- dtypes -------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64"])
+    def test_unsigned_ints_accept_python_ints_lists_and_signed_arrays(self, backend, dtype):
+        top = int(np.iinfo(dtype).max)
+        meta = make_meta(
+            [Variable("s", dtype, []), Variable("v", dtype, [3])], [Variable("n", dtype, [])]
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        chain.append({"s": 7, "v": [0, 1, top]}, {"n": top})
+        chain.append({"s": np.int64(5), "v": np.array([1, 2, 3], dtype=np.int64)}, {"n": 0})
+        chain.append_many(
+            {"s": [1, 2], "v": np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int32)}, {"n": [3, 4]}
+        )
+        for draw, stats in [
+            ({"s": -1, "v": [0, 0, 0]}, {"n": 0}),
+            ({"s": 0, "v": np.array([-1, 0, 0])}, {"n": 0}),
+            ({"s": 0, "v": [0, 0, 0]}, {"n": top + 1}),
+        ]:
+            with pytest.raises(ValueError, match="out of range"):
+                chain.append(draw, stats)
+        with pytest.raises(ValueError, match="out of range"):
+            chain.append_many({"s": np.array([1, -2]), "v": np.zeros((2, 3), int)}, {"n": [0, 0]})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        assert chain.get_draws("s").dtype == chain.get_stats("n").dtype == np.dtype(dtype)
+        assert chain.get_draws("s").tolist() == [7, 5, 1, 2]
+        assert chain.get_draws("v").tolist() == [[0, 1, top], [1, 2, 3], [1, 2, 3], [4, 5, 6]]
+        assert chain.get_stats("n").tolist() == [top, 0, 3, 4]
+
+    def test_fixed_shape_str_reads_as_unicode_arrays(self, backend):
+        """As published mcbackend returns them: ``<U`` arrays of the declared shape."""
+        meta = make_meta(
+            [Variable("word", "str", []), Variable("grid", "str", [2, 2])],
+            [Variable("label", "str", []), Variable("in_warmup", "bool", [])],
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        grids = [np.array([["a", "bb"], ["", "δ"]]), np.array([["x", "y"], ["z", "long word"]])]
+        chain.append({"word": "one", "grid": grids[0]}, {"label": "α", "in_warmup": False})
+        chain.append({"word": "two", "grid": grids[1].tolist()}, {"label": "", "in_warmup": False})
+        self.finish(run)
+        run = self.reopen(backend, run)
+        chain = self.chain_of(run, 0)
+        words, grid, labels = (
+            chain.get_draws("word"),
+            chain.get_draws("grid"),
+            chain.get_stats("label"),
+        )
+        assert (words.dtype.kind, words.shape, words.tolist()) == ("U", (2,), ["one", "two"])
+        assert (grid.dtype.kind, grid.shape) == ("U", (2, 2, 2))
+        np.testing.assert_array_equal(grid, np.stack(grids))
+        assert (labels.dtype.kind, labels.tolist()) == ("U", ["α", ""])
+        at = chain.get_draws_at(1, ["grid", "word"])
+        assert at["grid"].dtype.kind == "U" and at["grid"].shape == (2, 2)
+        assert at["word"].dtype.kind == "U" and at["word"].shape == () and at["word"] == "two"
+        assert chain.get_draws("grid", slice(5, 9)).shape == (0, 2, 2)
+        posterior = run.to_inferencedata()["posterior"]
+        assert posterior["grid"].dtype.kind == "U"
+        assert posterior["grid"].dims == ("chain", "draw", "grid_dim_0", "grid_dim_1")
+        np.testing.assert_array_equal(posterior["grid"].values[0], np.stack(grids))
+
+    @pytest.mark.parametrize(
+        "dtype",
+        ["datetime64[ns]", "timedelta64[s]", np.dtype("longdouble").name, "object", "S5", "V8"],
+    )
+    @pytest.mark.parametrize("role", ["variable", "sample stat"])
+    def test_unstorable_dtypes_refused_at_init_run(self, backend, dtype, role):
+        bad = [Variable("bad", dtype, [])]
+        ok = [Variable("ok", "float64", [])]
+        meta = make_meta(*((bad, ok) if role == "variable" else (ok, bad)))
+        with pytest.raises(TypeError, match=f"Unsupported dtype '{re.escape(dtype)}'"):
+            backend.init_run(meta)
+        assert meta.rid not in set(backend.get_runs().rid)
+
+    # ---- listing and opening runs -------------------------------------------------------
+
+    def test_get_runs_is_a_dataframe_indexed_by_rid(self, backend):
+        metas = [make_meta([Variable("a", "float64", [])]) for _ in range(2)]
+        for meta in metas:
+            backend.init_run(meta)
+        runs = backend.get_runs()
+        assert isinstance(runs, pd.DataFrame)
+        assert {"rid", "created_at", "meta", "proto"} <= set(runs.columns)
+        for meta in metas:
+            assert runs.loc[meta.rid, "rid"] == meta.rid
+            assert runs.loc[meta.rid, "meta"].variables == meta.variables
+
+    def test_get_run_of_unknown_rid_raises_run_not_found(self, backend):
+        with pytest.raises(mcb.RunNotFoundError):
+            backend.get_run("no_such_run_42")

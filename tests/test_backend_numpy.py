@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 import mcbackend as mcb
@@ -67,3 +68,14 @@ class TestNullBackend:
         with pytest.raises(ValueError, match="shape"):
             chain.append({"a": np.ones(3)})
         assert len(chain) == 0
+
+    def test_get_runs_and_unknown_rid_as_every_backend(self):
+        """``get_runs`` returns the DataFrame every backend returns; unknown ids raise."""
+        backend = mcb.NullBackend()
+        meta = make_meta([Variable("a", "float64", [])])
+        backend.init_run(meta)
+        runs = backend.get_runs()
+        assert isinstance(runs, pd.DataFrame) and list(runs.index) == [meta.rid]
+        assert runs.loc[meta.rid, "meta"] is not None and "created_at" in runs.columns
+        with pytest.raises(mcb.RunNotFoundError):
+            backend.get_run("nope")

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import mcbackend as mcb
+from mcbackend._inferencedata import python_to_extended_value
 from mcbackend.cli import main
 from mcbackend.meta import Coordinate, RunMeta, Variable
 from mcbackend.npproto.utils import ndarray_from_numpy
@@ -24,6 +25,8 @@ def make_run(backend, rid="cli-run", n=60):
         sample_stats=[Variable("in_warmup", "bool", [])],
         coordinates=[Coordinate("city", ndarray_from_numpy(np.array(["A", "B"])))],
     )
+    for key, value in {"tune": 500, "sampling_time": 2.5, "sampler": "NUTS"}.items():
+        meta.attributes[key] = python_to_extended_value(value)
     run = backend.init_run(meta)
     rng = np.random.default_rng(0)
     for c in range(2):
@@ -61,6 +64,8 @@ def test_info(zarr_root):
     assert "[stat] in_warmup: bool shape=()" in result.output
     assert "0: 60 draws" in result.output and "1: 60 draws" in result.output
     assert "size:" in result.output and "KiB" in result.output
+    # integers stay integers, floats floats
+    assert "  tune: 500\n" in result.output and "  sampling_time: 2.5\n" in result.output
 
 
 def test_summary(zarr_root):

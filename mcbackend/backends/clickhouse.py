@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -39,7 +39,7 @@ import numpy as np
 from .. import codec
 from .._validation import VariableSpec
 from ..columns import ColumnStore, as_object_array
-from ..core import Backend, Chain, Run, positions, read_positions
+from ..core import Backend, Chain, Run, positions, read_positions, runs_dataframe
 from ..deprecation import renamed
 from ..errors import ReadOnlyError, RunExistsError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
@@ -54,6 +54,9 @@ from .clickhouse_sql import (
     table_exists,
     tables_named,
 )
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["ClickHouseBackend", "ClickHouseChain", "ClickHouseRun", "quote_identifier"]
 
@@ -637,22 +640,18 @@ class ClickHouseBackend(Backend):
             f"SELECT created_at, proto FROM runs WHERE rid = {quote_string(rid)}"
         )
 
-    def get_runs(self):
+    def get_runs(self) -> pandas.DataFrame:
         """A DataFrame of all runs, indexed by rid: rid, created_at, meta (the ``RunMeta``;
         also as ``proto``, the column name of earlier mcbackend releases)."""
-        import pandas as pd
-
         rows = []
         if table_exists(self.client, "runs"):
             rows = self.client.execute(
                 "SELECT created_at, rid, proto FROM runs ORDER BY created_at"
             )
-        metas = [RunMeta.parse(base64.b64decode(p)) for _, _, p in rows]
-        frame = pd.DataFrame(
-            {"rid": [r for _, r, _ in rows], "created_at": [c for c, _, _ in rows], "meta": metas}
+        return runs_dataframe(
+            {"rid": r, "created_at": c, "meta": RunMeta.parse(base64.b64decode(p))}
+            for c, r, p in rows
         )
-        frame["proto"] = frame["meta"]
-        return frame.set_index("rid", drop=False)
 
     def get_run(self, rid: str) -> ClickHouseRun:
         rows = self._run_rows(rid)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from ..codec import Section
 from ..columns import ColumnStore
-from ..core import Backend, Chain, Run
+from ..core import Backend, Chain, Run, runs_dataframe
 from ..errors import RunExistsError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["NumPyBackend", "NumPyChain", "NumPyRun"]
 
@@ -56,6 +60,7 @@ class NumPyRun(Run):
 
     def __init__(self, meta: RunMeta, *, preallocate: int = 1000) -> None:
         super().__init__(meta)
+        self.created_at = datetime.datetime.now(datetime.UTC)
         self._preallocate = preallocate
         self._chains: dict[int, Chain] = {}
 
@@ -91,5 +96,9 @@ class NumPyBackend(Backend):
         except KeyError:
             raise RunNotFoundError(f"No run with id '{rid}' in this backend.") from None
 
-    def get_runs(self) -> list[str]:
-        return list(self._runs)
+    def get_runs(self) -> pandas.DataFrame:
+        """The runs in memory, as on every backend (see ``Backend.get_runs``)."""
+        return runs_dataframe(
+            {"rid": rid, "created_at": run.created_at, "meta": run.meta}
+            for rid, run in self._runs.items()
+        )

@@ -15,6 +15,8 @@ from .location import Location
 from .storage import check_bucket, is_read_only, reaching
 
 if TYPE_CHECKING:
+    import pandas
+
     from .chain import BufferedChain
 
 __all__ = ["FileBackend", "FileRun"]
@@ -164,7 +166,7 @@ class FileBackend(Backend):
             run_options["read_only"] = True
         return cls.run_class_for(info.format_version)(info.meta, run_dir, **run_options)
 
-    def get_runs(self):
+    def get_runs(self) -> pandas.DataFrame:
         """A DataFrame of the runs under the root: rid, created_at, format, meta."""
         with reaching(self.location):
             infos = list_runs(self.location)

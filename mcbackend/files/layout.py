@@ -147,11 +147,11 @@ def list_runs(location: Location) -> list[RunInfo]:
 
 
 def runs_dataframe(infos: Iterable[RunInfo]):
-    import pandas as pd
+    """``Backend.get_runs``'s table of file runs, with their ``format``."""
+    from ..core import runs_dataframe as backend_runs_dataframe
 
     rows = [
         {"rid": i.rid, "created_at": i.created_at, "format": i.format, "meta": i.meta}
         for i in infos
     ]
-    frame = pd.DataFrame(rows, columns=["rid", "created_at", "format", "meta"])
-    return frame.set_index("rid", drop=False)
+    return backend_runs_dataframe(rows, ["format"])

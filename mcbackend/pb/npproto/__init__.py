@@ -25,7 +25,9 @@ class Ndarray(betterproto2.Message):
 
     dtype: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    NumPy dtype string, e.g. "float64", "<i4", "bool", "str", "datetime64[ns]".
+    NumPy dtype string, e.g. "float64", "<i4", "bool", "str", "datetime64[ns]"; "object": data
+    is a UTF-8 JSON array of the elements (str, number, bool, null) in C order (labels of
+    mixed types).
     """
 
     shape: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
