@@ -85,10 +85,13 @@ class Chain(Sized):
         its missing value: NaN for floats, 0, False, "" or an empty array.
         """
         values = _validate_all(draw, self._variable_specs, "draw")
-        if self.object_stats is not None and stats:
-            stats = self.object_stats.store(stats, len(self))
+        bare = self.object_stats
+        if bare is not None:
+            stats = bare.store(stats or {})
         stat_values = _validate_all(stats or {}, self._stat_specs, "stats", fill_missing=True)
         self._append(values, stat_values)
+        if bare is not None:
+            bare.appended()
 
     def append_many(self, draws: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> None:
         """Append several iterations at once, given per variable (and stat): an array whose first
@@ -253,7 +256,8 @@ class Run:
                 "Use get_chains() to continue it."
             )
         chain = self._init_chain(int(chain_number))
-        chain.object_stats = getattr(self, "_bare_object_stats", None)
+        bare = getattr(self, "_bare_object_stats", None)
+        chain.object_stats = bare.for_chain() if bare is not None else None
         return chain
 
     def _init_chain(self, chain_number: int) -> Chain:

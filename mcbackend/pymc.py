@@ -611,16 +611,28 @@ class _BareAdapterStats:
         self.names = names
         self._zeros = zeros
         self._texts: dict[tuple[str, int], str] = {}  # (stat, draw index) -> pickled text
+        self._appended = 0
 
-    def store(self, stats: Mapping[str, Any], index: int) -> dict[str, Any]:
+    def for_chain(self) -> _BareAdapterStats:
+        """A fresh one for each chain (draw indices are per chain)."""
+        return _BareAdapterStats(self.names, self._zeros)
+
+    def store(self, stats: Mapping[str, Any]) -> dict[str, Any]:
+        """The stats of the next draw as they are to be stored (``appended`` counts the draw
+        once the chain kept it)."""
+        index = self._appended
         stats = {**self._zeros, **stats}
         for name in self.names & stats.keys():
             text = str(np.asarray(stats[name]))
             value = _adapter_unpickle(text)
+            self._texts.pop((name, index), None)  # left by a draw the chain refused
             if value is not None:
                 self._texts[(name, index)] = text
             stats[name] = to_json(value)
         return stats
+
+    def appended(self) -> None:
+        self._appended += 1
 
     @staticmethod
     def read_by_adapter() -> bool:
