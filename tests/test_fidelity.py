@@ -146,7 +146,7 @@ def assert_all_equal(cases: list[str], trees: list, baselines: dict) -> None:
         diff = diff_datatrees(tree, expected, compare_root_attrs=False)
         problems += [f"{case}: {d}" for d in diff]
         if "energy" in expected["sample_stats"]:
-            bfmi, want = az.bfmi(tree).values, az.bfmi(expected).values
+            bfmi, want = (az.bfmi(t)["energy"].values for t in (tree, expected))
             if not np.array_equal(bfmi, want):
                 problems.append(f"{case}: az.bfmi {bfmi} != {want}")
     assert not problems, "\n".join(problems)
