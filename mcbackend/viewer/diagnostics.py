@@ -67,6 +67,8 @@ def summarise(run: Run, max_values: int = MAX_VALUES) -> dict[str, Any]:
     posterior = tree["posterior"].to_dataset() if "posterior" in tree.children else None
     draws = int(posterior.sizes.get("draw", 0)) if posterior is not None else 0
     chains = int(posterior.sizes.get("chain", 0)) if posterior is not None else 0
+    if posterior is not None:  # PyMC runs show transformed values only on request
+        names = [n for n in names if n in posterior.data_vars]
     empty = {"chains": chains, "draws": draws, "thin": 1, "columns": [], "rows": []}
     if posterior is None or not names or draws < 4 or chains < 1:
         return {**empty, "note": "Not enough posterior draws yet (warm-up or just started)."}
