@@ -256,7 +256,7 @@ class Run:
                 "Use get_chains() to continue it."
             )
         chain = self._init_chain(int(chain_number))
-        bare = getattr(self, "_bare_object_stats", None)
+        bare = self._bare_object_stats
         chain.object_stats = bare.for_chain() if bare is not None else None
         return chain
 

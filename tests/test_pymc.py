@@ -277,6 +277,33 @@ def test_changed_pymc_warns_naming_its_version():
     assert [v.name for v in trace.run.meta.variables] == ["effect", "sigma", "scaled"]
 
 
+def test_changed_pymc_warns_for_bare_backend_too():
+    """pm.sample(trace=backend) reads pm.sample's settings in the same place: PyMC's adapter
+    called by a pm.sample that no longer calls init_traces warns naming the PyMC version, and
+    the run is still created with the adapter's model data and without the tune/draw counts."""
+    from pymc.backends.mcbackend import make_runmeta_and_point_fn
+
+    adapter = {"__name__": "pymc.backends.mcbackend"}
+    code = (
+        "def init_chain_adapters(backend, meta, model, step):\n    return backend.init_run(meta)\n"
+    )
+    exec(code, adapter)
+    pm_sample = {"__name__": "pymc.sampling.mcmc", "adapters": adapter["init_chain_adapters"]}
+    code = (
+        "def sample(backend, meta, model, step):\n    return adapters(backend, meta, model, step)\n"
+    )
+    exec(code, pm_sample)
+    m = model(observed_container=False)
+    with m:
+        step = pm.NUTS()
+    meta, _ = make_runmeta_and_point_fn(initial_point=m.initial_point(), step=step, model=m)
+    with pytest.warns(PyMCVersionWarning, match=f"PyMC {pm.__version__} no longer passes"):
+        run = pm_sample["sample"](mcb.NumPyBackend(), meta, m, step)
+    assert "tune" not in run.meta.attributes
+    assert "pymc_version" in run.meta.attributes
+    assert {d.name for d in run.meta.data} == {"exposure", "y"}
+
+
 def funnel() -> pm.Model:
     """Neal's funnel: NUTS diverges here within a few draws."""
     with pm.Model() as m:
