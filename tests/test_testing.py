@@ -7,13 +7,16 @@ the whole conformance suite by subclassing it.
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 
 import numpy as np
+import pandas
 import pytest
 
-from mcbackend.core import Backend, Chain, Run, Section, VariableSpec
+from mcbackend.core import Backend, Chain, Run, Section, VariableSpec, runs_dataframe
+from mcbackend.errors import RunExistsError, RunNotFoundError
 from mcbackend.meta import ChainMeta, RunMeta
 from mcbackend.testing import BackendConformance
 
@@ -61,15 +64,25 @@ class DictRun(Run):
 class DictBackend(Backend):
     def __init__(self) -> None:
         self._runs: dict[str, DictRun] = {}
+        self._created: dict[str, datetime.datetime] = {}
 
     def _init_run(self, meta: RunMeta) -> Run:
         if meta.rid in self._runs:
-            raise ValueError(f"Run {meta.rid!r} already exists.")
+            raise RunExistsError(f"Run {meta.rid!r} already exists.")
         run = self._runs[meta.rid] = DictRun(meta)
+        self._created[meta.rid] = datetime.datetime.now(datetime.UTC)
         return run
 
     def get_run(self, rid: str) -> Run:
+        if rid not in self._runs:
+            raise RunNotFoundError(f"No run {rid!r}.")
         return self._runs[rid]
+
+    def get_runs(self) -> pandas.DataFrame:
+        return runs_dataframe(
+            {"rid": rid, "created_at": self._created[rid], "meta": run.meta}
+            for rid, run in self._runs.items()
+        )
 
 
 class TestDictBackend(BackendConformance):
