@@ -308,9 +308,11 @@ def test_crash_before_first_flush_then_resume(fmt, tmp_path):
     try:
         deadline = time.monotonic() + 30
         run_dir = tmp_path / "early"
-        started = lambda: (
-            list(run_dir.glob("chain[_=]0")) or (run_dir / "_mcbackend/chains/0.json").exists()
-        )  # noqa: E731
+
+        def started() -> bool:
+            chain_folders = list(run_dir.glob("chain[_=]0"))
+            return bool(chain_folders) or (run_dir / "_mcbackend/chains/0.json").exists()
+
         while not started() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
