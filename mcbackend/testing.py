@@ -630,7 +630,7 @@ class BackendConformance:
             "mixed": np.array(["a", 1, 2.5], dtype=object),
         }
         expected = {**labels, "date": dates.values}
-        variables = [Variable(name, "float64", [3], dims=[name]) for name in labels]
+        variables = [Variable(f"{name}_values", "float64", [3], dims=[name]) for name in labels]
         meta = make_meta(
             variables,
             [Variable("in_warmup", "bool", [])],
@@ -639,7 +639,8 @@ class BackendConformance:
         run = backend.init_run(meta)
         chain = run.init_chain(0)
         for i in range(3):
-            chain.append({name: np.full(3, float(i)) for name in labels}, {"in_warmup": i < 1})
+            values = {f"{name}_values": np.full(3, float(i)) for name in labels}
+            chain.append(values, {"in_warmup": i < 1})
         self.finish(run)
         run = self.reopen(backend, run)
         posterior = run.to_inferencedata()["posterior"].to_dataset()

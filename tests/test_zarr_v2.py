@@ -312,3 +312,18 @@ def test_unknown_format_version_refused(tmp_path):
     with pytest.raises(mcb.errors.FormatVersionError, match="layout v3"):
         mcb.open_run(str(tmp_path / "x"))
     assert run.meta.rid == "x"
+
+
+def test_variable_named_like_a_dimension_refused_at_init_run(tmp_path):
+    """v2 keeps a dim's coordinate array beside the group's variables: a clash would fail every
+    flush, so init_run refuses it and writes nothing."""
+    meta = mcb.RunMeta(
+        rid="clash",
+        variables=[mcb.Variable("date", "float64", [3], dims=["date"])],
+        sample_stats=[mcb.Variable("in_warmup", "bool", [])],
+    )
+    backend = mcb.ZarrBackend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"named like a dimension: \['date'\]"):
+        backend.init_run(meta)
+    assert not (tmp_path / "clash").exists()
+    mcb.ZarrBackend(str(tmp_path), format_version=1).init_run(meta)  # v1 stores it

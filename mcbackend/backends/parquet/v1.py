@@ -27,9 +27,8 @@ import io
 import json
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -336,11 +335,10 @@ class ParquetChain(BufferedChain):
         columns = [c.column, c.shape_column] if c.is_ragged else [c.column]
         parts = [p for p in self._parts if p.stop > lo and p.start < hi]
         if len(parts) > 1:
-            found = list(
-                _readers(os.getpid()).map(
-                    self._read_rows, parts, repeat(columns), repeat(lo), repeat(hi)
-                )
-            )
+            pool = _readers(os.getpid())
+            futures = [pool.submit(self._read_rows, p, columns, lo, hi) for p in parts]
+            wait(futures)  # no read left in flight when one fails (pyarrow aborts at exit)
+            found = [f.result() for f in futures]
         else:
             found = [self._read_rows(p, columns, lo, hi) for p in parts]
         tables = [t for t in found if t is not None]

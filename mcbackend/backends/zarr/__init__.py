@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..._inferencedata import sampled_layout
+from ...codec import Section
 from ...core import Run
 from ...errors import FormatVersionError, RunNotFoundError
 from ...files import FileBackend, FileRun, Location, read_run_info
@@ -129,6 +131,21 @@ class ZarrBackend(FileBackend):
         )
         self._write_version = format_version
         self.run_class = RUN_CLASSES[format_version]
+
+    def _check_meta(self, meta: RunMeta) -> None:
+        """Layout v2 stores dims as coordinate arrays beside the variables of a group, so a
+        variable or stat may not be named like a dimension of its group (or chain, draw)."""
+        if self.write_version == 1:
+            return
+        for section in Section:
+            layout = sampled_layout(meta, section)
+            dims = {"chain", "draw"} | {d for _, _, var_dims in layout for d in var_dims}
+            clashes = sorted(name for name, _, _ in layout if name in dims)
+            if clashes:
+                raise ValueError(
+                    f"Zarr layout v2 cannot store {section.value} named like a dimension: "
+                    f"{clashes}. Rename them (or use format_version=1)."
+                )
 
     def _prepare_run(self, run_dir: Location, meta: RunMeta) -> None:
         if self.write_version == 1:
