@@ -301,7 +301,9 @@ class ParquetChain(BufferedChain):
 
     def _read_part(self, part: Part, columns: list[str] | None = None) -> pa.Table:
         with self._dir.fs.open(self._dir.file(part.name), "rb") as f:
-            return pq.ParquetFile(f, page_checksum_verification=True).read(columns=columns)
+            return pq.ParquetFile(f, page_checksum_verification=True).read(
+                columns=columns, use_threads=False
+            )
 
     def _read_stored(self, c: ParquetColumn, lo: int, hi: int) -> pa.Table:
         """Rows ``lo:hi`` of column ``c``; when a compaction removed a planned file meanwhile,
@@ -359,7 +361,7 @@ class ParquetChain(BufferedChain):
                 offset += rows
             if first is None:
                 return None
-            table = pf.read_row_groups(groups, columns=columns)
+            table = pf.read_row_groups(groups, columns=columns, use_threads=False)
         return table.slice(max(lo - first, 0), hi - max(lo, first))
 
     def _open(self, part: Part) -> Any:
@@ -487,11 +489,11 @@ class ParquetRun(FileRun[ParquetChain]):
                 problems = []
                 for g in range(pf.num_row_groups):
                     try:
-                        pf.read_row_group(g)
+                        pf.read_row_group(g, use_threads=False)
                     except Exception as ex:
                         problems.append(f"{where}: row group {g} is corrupt: {ex}")
                 if not problems:
-                    problems.extend(self._verify_content(where, pf.read(), part))
+                    problems.extend(self._verify_content(where, pf.read(use_threads=False), part))
                 return problems
         except Exception as ex:
             return [f"{where}: unreadable: {ex}"]

@@ -221,7 +221,9 @@ class ParquetChainV2(ParquetChain):
         last = self._parts[-1]
         with self._dir.fs.open(self._dir.file(last.name), "rb") as f:
             pf = pq.ParquetFile(f)
-            column = pf.read_row_group(pf.num_row_groups - 1, columns=["warmup"])["warmup"]
+            column = pf.read_row_group(
+                pf.num_row_groups - 1, columns=["warmup"], use_threads=False
+            )["warmup"]
         return bool(column[-1].as_py()) if len(column) else True
 
 
