@@ -131,8 +131,14 @@ class FileBackend(Backend):
         hidden = self.hides_sidecars(version)
         with reaching(self.location):
             check_bucket(self.location, create=self.create_bucket)
-            run_dir = create_run_dir(self.location, meta, self.format, version, hidden=hidden)
-            self._prepare_run(run_dir, meta)
+            run_dir = create_run_dir(
+                self.location,
+                meta,
+                self.format,
+                version,
+                hidden=hidden,
+                prepare=lambda run_dir: self._prepare_run(run_dir, meta),
+            )
         return self.run_class_for(version)(meta, run_dir, **self._run_options)
 
     @property

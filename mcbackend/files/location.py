@@ -12,7 +12,7 @@ import os
 import posixpath
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,9 @@ import fsspec
 from .storage import with_storage_defaults
 from .threads import CallerRunsExecutor
 
-__all__ = ["Location"]
+__all__ = ["PARTIAL", "Location"]
+
+PARTIAL = ".partial"  # ending of local temporary files; readers ignore such names
 
 _made_folders: set[str] = set()  # local folders known to exist
 
@@ -92,20 +94,38 @@ class Location:
         if not self.is_local:
             self.fs.pipe_file(target, data, mode="create")
             return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.partial"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        try:
-            os.link(tmp, target)
-        finally:
-            os.remove(tmp)
+
+        def link(tmp: str) -> None:
+            try:
+                os.link(tmp, target)
+            finally:
+                os.remove(tmp)
+
+        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}{PARTIAL}"
+        _via_temporary(tmp, data, link)
 
     def remove(self, names: list[str]) -> None:
         """Delete files (paths relative to this directory); absent ones are no error."""
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self.file(name))
+
+    def files(self) -> list[str]:
+        """Every file below this directory (paths relative to it), never from a stale cache."""
+        self.fs.invalidate_cache(self.path)
+        root = self.fs._strip_protocol(self.path).rstrip("/") + "/"
+        found = self.fs.find(self.path) if self.fs.exists(self.path) else []
+        return [self.fs._strip_protocol(p).removeprefix(root) for p in found]
+
+    def remove_empty_folders(self) -> None:
+        """Remove this directory and the folders below it that are empty, deepest first (local
+        disk; object stores have no folders). Folders that hold files stay."""
+        if not self.is_local:
+            return
+        for folder, _, _ in sorted(os.walk(self.path), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+                _made_folders.discard(folder)
 
     def read_many(self, names: list[str], missing_ok: bool = False) -> dict[str, bytes]:
         """Read files (paths relative to this directory) in one batch of requests; with
@@ -127,15 +147,26 @@ def _write_local(target: str, data: bytes) -> None:
     if folder not in _made_folders:
         os.makedirs(folder, exist_ok=True)
         _made_folders.add(folder)
-    tmp = os.path.join(folder, f"_{name}.{os.getpid()}.{threading.get_ident()}.partial")
+    tmp = os.path.join(folder, f"_{name}.{os.getpid()}.{threading.get_ident()}{PARTIAL}")
+    _via_temporary(tmp, data, lambda written: os.replace(written, target))
+
+
+def _via_temporary(tmp: str, data: bytes, finish: Callable[[str], None]) -> None:
+    """Write ``data`` to the local file ``tmp``, then ``finish(tmp)`` (rename or link it). A
+    failure (a full disk) removes ``tmp``: no ``.partial`` debris outlives a failed write."""
     try:
-        f = open(tmp, "wb")  # noqa: SIM115
-    except FileNotFoundError:  # the folder was removed since we made it
-        os.makedirs(folder, exist_ok=True)
-        f = open(tmp, "wb")  # noqa: SIM115
-    with f:
-        f.write(data)
-    os.replace(tmp, target)
+        try:
+            f = open(tmp, "wb")  # noqa: SIM115
+        except FileNotFoundError:  # the folder was removed since it was made
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            f = open(tmp, "wb")  # noqa: SIM115
+        with f:
+            f.write(data)
+        finish(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def _write_local_many(files: list[tuple[str, bytes]]) -> None:
