@@ -32,9 +32,9 @@ def layout(request) -> str:
     return request.param
 
 
-def backend_of(layout: str, root: str, options: dict | None) -> mcb.Backend:
+def backend_of(layout: str, root: str, options: dict | None, **kwargs) -> mcb.Backend:
     cls, version = LAYOUTS[layout]
-    return getattr(mcb, cls)(root, options, format_version=version, flush_seconds=None)
+    return getattr(mcb, cls)(root, options, format_version=version, flush_seconds=None, **kwargs)
 
 
 def meta_of(rid: str, worker: int) -> RunMeta:

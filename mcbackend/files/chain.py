@@ -182,6 +182,13 @@ class BufferedChain(Chain):
             f"({len(self)} in all); the next flush retries the unwritten ones."
         )
 
+    def _finishing_error(self, step: str, ex: BaseException) -> FlushError:
+        """A step after the last flush (compaction, final chunks) failed: no draw is at risk."""
+        return FlushError(
+            f"{step} of chain {self.cid} failed: {ex}. Every draw is safe ({self._committed} "
+            f"stored, readable as they are); close() again to finish the chain."
+        )
+
     def close(self) -> None:
         with self._writes.lock:
             self.flush()

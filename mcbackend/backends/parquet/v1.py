@@ -283,7 +283,10 @@ class ParquetChain(BufferedChain):
         if self._wrote and self._run.compact and len(self._parts) > 1 and not self._run.read_only:
             sizes = [self._dir.fs.size(self._dir.file(p.name)) for p in self._parts]
             if sum(sizes) / len(sizes) < COMPACT_BELOW:
-                self._compact()
+                try:
+                    self._compact()
+                except OSError as ex:
+                    raise self._finishing_error("Compacting the part files", ex) from ex
 
     def _compact(self) -> None:
         """The covering file first, then one delete of the parts it replaces: readers that

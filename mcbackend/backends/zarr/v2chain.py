@@ -39,6 +39,7 @@ class ZarrV2Chain(BufferedChain):
         self._number = cmeta.chain_number
         self._tails: dict[str, np.ndarray] = {}
         self._posterior_started = False  # at append: a later warm-up draw is refused
+        self._close_failed = False  # a close() failed after taking the partial chunks
         self._capacity: dict[str, tuple[int, int]] = {}
         self._ragged = {
             (section, var.name): ZarrColumn(
@@ -256,11 +257,18 @@ class ZarrV2Chain(BufferedChain):
         """Flush, write the padded last chunks, commit as closed; shapes become exact."""
         with self._writes.lock:
             self.flush()
+            if self._close_failed:  # the partial chunks it took went nowhere: reread them
+                self._start_writing()
             if self._writing and not self._record.closed:
                 self._checked(self._writes.wait)
                 lengths = {g: self._record.length(g) for g in SAMPLED}
-                self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
-                self._commit(lengths, [], closed=True)
+                try:
+                    self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
+                    self._commit(lengths, [], closed=True)
+                except OSError as ex:
+                    self._close_failed = True
+                    raise self._finishing_error("Writing the last chunks", ex) from ex
+                self._close_failed = False
             self._writes.close()
 
     def verify_ragged(self, committed: int) -> list[str]:
