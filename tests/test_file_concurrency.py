@@ -1,12 +1,17 @@
 """Zarr and Parquet runs under concurrent processes: one creator per run id (issue 13 item 2)."""
 
 import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 import mcbackend as mcb
-from mcbackend.errors import RunExistsError
+from mcbackend.errors import RunExistsError, RunNotFoundError
+from mcbackend.files import Location
 from mcbackend.meta import ExtendedValue, RunMeta, Variable
 
 pytestmark = [
@@ -15,6 +20,7 @@ pytestmark = [
 ]
 
 SPAWN = multiprocessing.get_context("spawn")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout (for -c)
 
 #: Every file layout: (backend class name, format_version).
 LAYOUTS = {
@@ -112,3 +118,56 @@ def test_concurrent_creators_of_one_run_id_exactly_one_wins(layout, tmp_path):
 @pytest.mark.s3
 def test_concurrent_creators_of_one_run_id_exactly_one_wins_on_s3(layout, s3_bucket, s3_options):
     check_one_creator_per_run_id(layout, s3_bucket, s3_options, workers=3, trials=8)
+
+
+@pytest.mark.s3
+def test_s3_create_if_absent_is_honoured(s3_bucket, s3_options):
+    """The claim relies on it: the S3 server (moto here) refuses a second ``If-None-Match: *``."""
+    folder = Location.from_url(f"{s3_bucket}/claims", s3_options)
+    folder.create_file("a", b"first")
+    with pytest.raises(FileExistsError):
+        folder.create_file("a", b"second")
+    assert folder.read_bytes("a") == b"first"
+
+
+#: A creator that claims the run id, then stalls before writing its files (to be killed).
+STALLING_CREATOR = """
+import sys, time
+import mcbackend as mcb
+from tests.test_file_concurrency import meta_of
+
+def stall(self, run_dir, meta):
+    print("claimed", flush=True)
+    time.sleep(600)
+
+mcb.ZarrBackend._prepare_run = stall
+mcb.ZarrBackend(sys.argv[1]).init_run(meta_of("r", 0))
+"""
+
+
+def test_creation_under_way_or_crashed_is_reported_and_its_folder_can_be_deleted(tmp_path):
+    """A run id claimed by a creator that has not written its marker is no run yet: creating
+    it again names the process (still running, or crashed); deleting the folder frees the id."""
+    backend = mcb.ZarrBackend(str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALLING_CREATOR, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout.readline() == "claimed\n"
+        with pytest.raises(RunExistsError, match=f"process {proc.pid} .* has not finished"):
+            backend.init_run(meta_of("r", 1))
+        with pytest.raises(RunNotFoundError, match="not a run yet"):
+            backend.get_run("r")
+        assert "r" not in list(backend.get_runs().rid)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    with pytest.raises(RunExistsError, match=f"process {proc.pid} .* crashed .* delete "):
+        backend.init_run(meta_of("r", 1))
+    shutil.rmtree(tmp_path / "r")
+    backend.init_run(meta_of("r", 1)).close()
+    assert backend.get_run("r").meta.attributes["creator"].string_value == "worker 1"

@@ -121,7 +121,7 @@ def create_run_dir(
 @contextlib.contextmanager
 def _saying_where(run_dir: Location) -> Iterator[None]:
     """The storage's own errors (a full disk, no permission) say which run they concern;
-    mcbackend's errors and unreachable storage (``reaching`` names the endpoint) pass as they are."""
+    mcbackend's errors and unreachable storage (``reaching`` names the endpoint) pass as is."""
     try:
         yield
     except OSError as ex:
