@@ -171,3 +171,23 @@ def test_creation_under_way_or_crashed_is_reported_and_its_folder_can_be_deleted
     shutil.rmtree(tmp_path / "r")
     backend.init_run(meta_of("r", 1)).close()
     assert backend.get_run("r").meta.attributes["creator"].string_value == "worker 1"
+
+
+@pytest.mark.s3
+def test_failed_creation_on_s3_leaves_nothing(layout, s3_bucket, s3_options, monkeypatch):
+    """A creation failing after its files went up (injected after the layout's own files)
+    deletes them, claim last: the id can be created again at once."""
+    backend = backend_of(layout, s3_bucket, s3_options)
+    prepare = type(backend)._prepare_run
+
+    def prepare_then_fail(self, run_dir, meta):
+        prepare(self, run_dir, meta)
+        raise OSError("injected: the connection dropped")
+
+    monkeypatch.setattr(type(backend), "_prepare_run", prepare_then_fail)
+    with pytest.raises(OSError, match="Cannot write the run to .*injected"):
+        backend.init_run(meta_of("r", 0))
+    assert Location.from_url(f"{s3_bucket}/r", s3_options).files() == []
+    monkeypatch.undo()
+    backend.init_run(meta_of("r", 1)).close()
+    assert backend.get_run("r").meta.attributes["creator"].string_value == "worker 1"

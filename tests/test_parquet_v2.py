@@ -131,7 +131,8 @@ def test_plain_readers_s3(s3_bucket, s3_options):
 def test_layout_and_metadata(tmp_path):
     write_run(str(tmp_path), "r1")
     names = sorted(p.name for p in (tmp_path / "r1").iterdir())
-    assert names == ["_mcbackend.json", "_meta.pb"] + [f"chain={c}" for c in range(CHAINS)]
+    expected = ["_claim.json", "_mcbackend.json", "_meta.pb"]
+    assert names == expected + [f"chain={c}" for c in range(CHAINS)]
     files = sorted(p.name for p in (tmp_path / "r1" / "chain=0").iterdir())
     assert files == ["_chain.json", f"data-{0:012d}-{DRAWS:012d}.parquet"]
     assert json.loads((tmp_path / "r1" / "_mcbackend.json").read_text())["format_version"] == 2
