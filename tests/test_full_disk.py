@@ -162,3 +162,26 @@ def test_parquet_compaction_on_full_disk_raises_flush_error_and_keeps_draws(layo
     assert parquet_files == ["data-000000000000-000000000020.parquet"]
     (reread,) = mcb.open_run(os.path.join(root, "p")).get_chains()
     np.testing.assert_array_equal(reread.get_draws("x"), draws)
+
+
+@pytest.mark.parametrize(
+    "layout, room",
+    # Parquet v1's chain marker is an empty file, which a full tmpfs still takes.
+    [("zarr1", 0), ("zarr1", 4096), ("zarr2", 0), ("zarr2", 4096), ("parquet2", 0)],
+)
+def test_failed_init_chain_leaves_the_chain_number_usable(layout, room, disk):
+    """With no room, or room for the chain's first file only (Zarr v2: its commit record)."""
+    if layout.startswith("parquet"):
+        pytest.importorskip("pyarrow")
+    root = os.path.join(disk, "runs")
+    backend = backend_of(layout, root, None)
+    run = backend.init_run(big_meta("c"))
+    filler = fill(disk, room)
+    with pytest.raises(OSError, match="No space left on device"):
+        run.init_chain(0)
+    assert partials(disk) == []
+    os.remove(filler)
+    run.init_chain(0).append({"x": 2.5})
+    run.close()
+    (chain,) = backend.get_run("c").get_chains()
+    assert chain.get_draws("x").tolist() == [2.5]

@@ -63,7 +63,11 @@ class ZarrV2Chain(BufferedChain):
                     f"Chain {self._number} of run {run.meta.rid} exists (another writer "
                     "created it); use get_chains() to continue it."
                 ) from None
-            self._converge()
+            try:
+                self._converge()
+            except BaseException:  # a full disk: the chain number must stay free for a retry
+                run.location.remove([record_name(self._number)])
+                raise
         else:
             self._record = self._read_record()
             self._committed = self._record.draws
