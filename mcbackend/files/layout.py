@@ -99,7 +99,7 @@ def create_run_dir(
     rid = check_rid(meta.rid)
     run_dir = location.child(rid)
     with _saying_where(run_dir):
-        _claim(run_dir)
+        _claim(run_dir, rid)
         try:
             prefix = HIDDEN if hidden else ""
             run_dir.write_bytes(prefix + SIDECAR, bytes(meta))
@@ -131,12 +131,12 @@ def _saying_where(run_dir: Location) -> Iterator[None]:
         raise located(f"Cannot write the run to {run_dir}: {ex}") from ex
 
 
-def _claim(run_dir: Location) -> None:
+def _claim(run_dir: Location, rid: str) -> None:
     """Create the run's claim exclusively, or raise ``RunExistsError`` saying why not."""
     refusal = _why_taken(run_dir)
     if refusal is None:
         claim = {
-            "rid": run_dir.path.rsplit("/", 1)[-1],
+            "rid": rid,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "claimed_at": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -146,7 +146,7 @@ def _claim(run_dir: Location) -> None:
             return
         except FileExistsError:
             refusal = _why_taken(run_dir) or "another process claimed it at the same moment"
-    raise RunExistsError(f"A run with id '{run_dir.path.rsplit('/', 1)[-1]}' {refusal}.")
+    raise RunExistsError(f"A run with id '{rid}' {refusal}.")
 
 
 def _why_taken(run_dir: Location) -> str | None:
@@ -157,11 +157,11 @@ def _why_taken(run_dir: Location) -> str | None:
     if MARKER in names or HIDDEN + MARKER in names:
         return f"already exists at {run_dir}"
     if CLAIM in names:
-        return f"is being created at {run_dir}: {unfinished_creation(run_dir)}"
+        return f"is being created at {run_dir}: {_unfinished_creation(run_dir)}"
     return f"cannot be created: {run_dir} holds files but no run (delete them to use the id)"
 
 
-def unfinished_creation(run_dir: Location) -> str:
+def _unfinished_creation(run_dir: Location) -> str:
     """What a claim without a marker says: a creation under way, or one that crashed."""
     try:
         claim = json.loads(run_dir.read_bytes(CLAIM))
@@ -208,7 +208,7 @@ def read_run_info(run_dir: Location) -> RunInfo:
     if marker_name is None:
         if run_dir.exists(CLAIM):
             raise RunNotFoundError(
-                f"{run_dir} is not a run yet (no {MARKER}): {unfinished_creation(run_dir)}."
+                f"{run_dir} is not a run yet (no {MARKER}): {_unfinished_creation(run_dir)}."
             )
         if run_dir.fs.isdir(run_dir.path) or run_dir.fs.exists(run_dir.path):
             raise RunNotFoundError(f"{run_dir} is not an mcbackend run (no {MARKER}).")
