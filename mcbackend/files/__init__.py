@@ -1,7 +1,8 @@
 """What the file backends (Zarr, Parquet) share, one module per concern:
 
 - ``location``: directories on any fsspec filesystem, atomic whole-file writes;
-- ``layout``: a run's directory, marker and metadata sidecar (create, read, list runs);
+- ``layout``: a run's directory, marker, claim and metadata sidecar (read, list runs);
+- ``creation``: creating a run's directory, one creator per run id;
 - ``base``: ``FileBackend`` and ``FileRun``, the classes formats subclass;
 - ``buffer``: ``DrawBuffer``, draws not yet written and when to write them;
 - ``pipeline``: ``WritePipeline``, a chain's writer thread, counters and lock;

@@ -10,7 +10,8 @@ from ..core import Backend, Run
 from ..errors import FormatVersionError, ReadOnlyError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
 from .buffer import auto_flush_every
-from .layout import create_run_dir, list_runs, read_run_info, runs_dataframe
+from .creation import create_run_dir
+from .layout import list_runs, read_run_info, runs_dataframe
 from .location import Location
 from .storage import check_bucket, is_read_only, reaching
 

@@ -10,24 +10,23 @@
 A layout may hide both names behind a leading ``_`` (``_mcbackend.json``, ``_meta.pb``) so that
 dataset readers (pyarrow, pandas, DuckDB, polars) skip them; readers look for either.
 A directory is a run once its marker exists; a claim without a marker is a creation under way
-(or one that crashed).
+(or one that crashed). ``creation`` writes them, in the order above.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import CorruptRunError, MCBackendError, RunExistsError, RunNotFoundError
+from ..errors import CorruptRunError, RunNotFoundError
 from ..meta import RunMeta
-from .location import PARTIAL, Location
+from .location import Location
 
 __all__ = [
     "CLAIM",
@@ -35,11 +34,11 @@ __all__ = [
     "SIDECAR",
     "RunInfo",
     "check_rid",
-    "create_run_dir",
     "find_marker",
     "list_runs",
     "read_run_info",
     "runs_dataframe",
+    "unfinished_creation",
 ]
 
 _log = logging.getLogger(__name__)
@@ -80,88 +79,7 @@ def find_marker(run_dir: Location) -> str | None:
     return None
 
 
-def create_run_dir(
-    location: Location,
-    meta: RunMeta,
-    fmt: str,
-    version: int,
-    *,
-    hidden: bool = False,
-    prepare: Callable[[Location], None] | None = None,
-) -> Location:
-    """Create ``<root>/<rid>``: claim the run id, write the sidecar, ``prepare(run_dir)`` (the
-    format's files), then the marker (names prefixed ``_`` if ``hidden``).
-
-    Of concurrent creators exactly one claims the id (the others get ``RunExistsError``), and
-    readers see the run only once the marker, written last, exists. A failed creation removes
-    what it wrote, claim last, so the id can be used again.
-    """
-    rid = check_rid(meta.rid)
-    run_dir = location.child(rid)
-    with _saying_where(run_dir):
-        _claim(run_dir, rid)
-        try:
-            prefix = HIDDEN if hidden else ""
-            run_dir.write_bytes(prefix + SIDECAR, bytes(meta))
-            if prepare is not None:
-                prepare(run_dir)
-            marker = {
-                "format": fmt,
-                "format_version": version,
-                "rid": rid,
-                "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
-            }
-            run_dir.write_bytes(prefix + MARKER, json.dumps(marker, indent=1).encode())
-        except BaseException:
-            _undo_creation(run_dir)
-            raise
-    return run_dir
-
-
-@contextlib.contextmanager
-def _saying_where(run_dir: Location) -> Iterator[None]:
-    """The storage's own errors (a full disk, no permission) say which run they concern;
-    mcbackend's errors and unreachable storage (``reaching`` names the endpoint) pass as is."""
-    try:
-        yield
-    except OSError as ex:
-        if isinstance(ex, MCBackendError | TimeoutError | ConnectionError):
-            raise
-        located = PermissionError if isinstance(ex, PermissionError) else OSError
-        raise located(f"Cannot write the run to {run_dir}: {ex}") from ex
-
-
-def _claim(run_dir: Location, rid: str) -> None:
-    """Create the run's claim exclusively, or raise ``RunExistsError`` saying why not."""
-    refusal = _why_taken(run_dir)
-    if refusal is None:
-        claim = {
-            "rid": rid,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "claimed_at": datetime.datetime.now(datetime.UTC).isoformat(),
-        }
-        try:
-            run_dir.create_file(CLAIM, json.dumps(claim, indent=1).encode())
-            return
-        except FileExistsError:
-            refusal = _why_taken(run_dir) or "another process claimed it at the same moment"
-    raise RunExistsError(f"A run with id '{rid}' {refusal}.")
-
-
-def _why_taken(run_dir: Location) -> str | None:
-    """Why a run cannot be created in ``run_dir`` (``None``: it can)."""
-    names = [n for n in run_dir.listdir() if not n.endswith(PARTIAL)]
-    if not names:
-        return None
-    if MARKER in names or HIDDEN + MARKER in names:
-        return f"already exists at {run_dir}"
-    if CLAIM in names:
-        return f"is being created at {run_dir}: {_unfinished_creation(run_dir)}"
-    return f"cannot be created: {run_dir} holds files but no run (delete them to use the id)"
-
-
-def _unfinished_creation(run_dir: Location) -> str:
+def unfinished_creation(run_dir: Location) -> str:
     """What a claim without a marker says: a creation under way, or one that crashed."""
     try:
         claim = json.loads(run_dir.read_bytes(CLAIM))
@@ -189,26 +107,13 @@ def _is_running(pid: int) -> bool:
     return True
 
 
-def _undo_creation(run_dir: Location) -> None:
-    """Remove what a failed creation wrote; the claim goes last, so until every other file is
-    gone no other creator can claim the id. Failing that, the claim reports the run unfinished.
-    Temporary files are left to their writers (a concurrent creator's claim in the making)."""
-    try:
-        ours = [n for n in run_dir.files() if n != CLAIM and not n.endswith(PARTIAL)]
-        run_dir.remove(ours)
-        run_dir.remove([CLAIM])
-        run_dir.remove_empty_folders()
-    except Exception as ex:
-        _log.warning("Could not remove the unfinished run at %s: %r", run_dir, ex)
-
-
 def read_run_info(run_dir: Location) -> RunInfo:
     """Read and check a run's marker and sidecar; clear errors for anything else."""
     marker_name = find_marker(run_dir)
     if marker_name is None:
         if run_dir.exists(CLAIM):
             raise RunNotFoundError(
-                f"{run_dir} is not a run yet (no {MARKER}): {_unfinished_creation(run_dir)}."
+                f"{run_dir} is not a run yet (no {MARKER}): {unfinished_creation(run_dir)}."
             )
         if run_dir.fs.isdir(run_dir.path) or run_dir.fs.exists(run_dir.path):
             raise RunNotFoundError(f"{run_dir} is not an mcbackend run (no {MARKER}).")
