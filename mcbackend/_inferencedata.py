@@ -19,14 +19,15 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 from xarray.core.indexing import LazilyIndexedArray
 
-from ._pymc_layout import group_attrs, is_pymc_run, posterior_names, stat_layout
+from ._arviz_layout import GroupMember, _dims_of, sampled_layout, tree_name
+from ._pymc_layout import group_attrs, is_pymc_run
 from ._validation import VariableSpec, specs_by_name
 from .codec import Section
 from .npproto.utils import ndarray_to_numpy
 
 if TYPE_CHECKING:
     from .core import Chain, Run
-    from .meta import ExtendedValue, RunMeta
+    from .meta import ExtendedValue
 
 _log = logging.getLogger(__name__)
 
@@ -58,28 +59,25 @@ def run_to_datatree(run: Run, *, equalize_chain_lengths: bool = True) -> xr.Data
     warmup = [slice(0, n_warmup) for _ in splits]
     posterior = [slice(s.stop, s.stop + n_posterior) for s in splits]
 
-    variables = specs_by_name(run.meta.variables, "variable")
     stats = specs_by_name(run.meta.sample_stats, "sample stat")
     run_attrs = attributes_to_python(run.meta.attributes)
     from_pymc = is_pymc_run(stats, run_attrs)
-    stat_names = stat_layout(stats) if from_pymc else {tree_name(n): [n] for n in stats}
-    shown = posterior_names(variables, run_attrs) if from_pymc else variables
-    var_names = {tree_name(n): [n] for n in shown}
+    layout = {section: sampled_layout(run.meta, section, run_attrs) for section in Section}
     chain_numbers = [c.cmeta.chain_number for c in chains]
     coords = run.coords
     dims = run.dims
 
-    def sampled(specs, names, slices, section):
-        ds = _sampled_group(chains, specs, names, slices, section, coords, dims)
+    def sampled(section, slices):
+        ds = _sampled_group(chains, layout[section], slices, section, coords)
         return ds.assign_coords(chain=chain_numbers, draw=np.arange(ds.sizes.get("draw", 0)))
 
     groups: dict[str, xr.Dataset] = {
-        "posterior": sampled(variables, var_names, posterior, Section.DRAWS),
-        "sample_stats": sampled(stats, stat_names, posterior, Section.STATS),
+        "posterior": sampled(Section.DRAWS, posterior),
+        "sample_stats": sampled(Section.STATS, posterior),
     }
     if n_warmup:
-        groups["warmup_posterior"] = sampled(variables, var_names, warmup, Section.DRAWS)
-        groups["warmup_sample_stats"] = sampled(stats, stat_names, warmup, Section.STATS)
+        groups["warmup_posterior"] = sampled(Section.DRAWS, warmup)
+        groups["warmup_sample_stats"] = sampled(Section.STATS, warmup)
     groups["constant_data"] = _data_group(run.constant_data, dims, coords)
     groups["observed_data"] = _data_group(run.observed_data, dims, coords)
     # PyMC's DataTree has an observed_data group even when it is empty; no other empty group.
@@ -132,23 +130,6 @@ def _warmup_split(chain: Chain, stat: str | None, length: int) -> slice:
     return slice(0, n_warmup)
 
 
-def sampled_layout(meta: RunMeta, section: Section) -> list[tuple[str, VariableSpec, list[str]]]:
-    """(name, spec, dims after ``chain, draw``) of the variables or stats of a sampled group:
-    the one mapping ``run_to_datatree`` and Zarr layout v2 (its arrays) both use."""
-    variables = meta.sample_stats if section is Section.STATS else meta.variables
-    specs = specs_by_name(variables, "sample stat" if section is Section.STATS else "variable")
-    named = {
-        v.name: list(v.dims)
-        for v in meta.variables
-        if v.dims and len(v.dims) == len(v.shape) and not v.undefined_ndim
-    }
-    out = []
-    for name, spec in specs.items():
-        ndim = len(spec.shape) if spec.is_rigid or spec.is_str else 0
-        out.append((name, spec, _dims_of(name, ndim, named)))
-    return out
-
-
 def find_warmup_stat(stat_names: Sequence[str]) -> str | None:
     """``in_warmup`` (PyMC >= 6), else ``tune``, each possibly prefixed like ``sampler_0__``."""
     for wanted in WARMUP_STATS:
@@ -163,34 +144,31 @@ def find_warmup_stat(stat_names: Sequence[str]) -> str | None:
 
 def _sampled_group(
     chains: Sequence[Chain],
-    specs: Mapping[str, VariableSpec],
-    names: Mapping[str, list[str]],
+    members: Sequence[GroupMember],
     slices: Sequence[slice],
     section: Section,
     coords: Mapping[str, np.ndarray],
-    dims: Mapping[str, list[str]],
 ) -> xr.Dataset:
-    """A (chain, draw, ...) group; ``names`` maps each name in the group to the stored
-    variables it is made of: one, or several stacked along a last axis (PyMC's layout of a
-    stat several samplers report)."""
+    """A (chain, draw, ...) group of ``members`` (``_arviz_layout``): each read from its one
+    stored variable, or from several stacked along a last axis (PyMC's layout of a stat
+    several samplers report)."""
     data_vars = {}
     n = min((s.stop - s.start for s in slices), default=0)
-    for name, parts in names.items():
-        if len(parts) == 1:
-            spec = specs[parts[0]]
-            values = _read_group_values(chains, spec, slices, n, section)
-            own_dims = {name: dims[parts[0]]} if parts[0] in dims else {}
-            var_dims = ["chain", "draw", *_dims_of(name, values.ndim - 2, own_dims)]
+    for member in members:
+        if not member.stacked:
+            values = _read_group_values(chains, member.parts[0], slices, n, section)
         else:
             values = np.stack(
                 [
-                    np.asarray(_read_group_values(chains, specs[p], slices, n, section))
-                    for p in parts
+                    np.asarray(_read_group_values(chains, p, slices, n, section))
+                    for p in member.parts
                 ],
                 axis=-1,
             )
-            var_dims = ["chain", "draw", *_dims_of(name, values.ndim - 2, {})]
-        data_vars[name] = xr.Variable(var_dims, values)
+        name = tree_name(member.name)
+        ndim = len(values.shape) - 2
+        dims = list(member.dims) if len(member.dims) == ndim else _dims_of(name, ndim, {})
+        data_vars[name] = xr.Variable(["chain", "draw", *dims], values)
     return _with_coords(xr.Dataset(data_vars), coords)
 
 
@@ -265,18 +243,6 @@ class LazyDraws(BackendArray):
         read = chain.get_stats if self.section is Section.STATS else chain.get_draws
         block = read(self.spec.name, slice(self.starts[c] + lo, self.starts[c] + hi))
         return block[draws - lo]
-
-
-def tree_name(name: str) -> str:
-    """DataTree variables cannot contain '/', so it is written '%2F' (and '%' as '%25')."""
-    return name.replace("%", "%25").replace("/", "%2F") if "/" in name else name
-
-
-def _dims_of(name: str, ndim: int, dims: Mapping[str, list[str]]) -> list[str]:
-    named = dims.get(name, [])
-    if len(named) == ndim:
-        return list(named)
-    return [f"{tree_name(name)}_dim_{i}" for i in range(ndim)]
 
 
 def _with_coords(ds: xr.Dataset, coords: Mapping[str, np.ndarray]) -> xr.Dataset:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..._inferencedata import sampled_layout
 from ...codec import Section
 from ...core import Run
 from ...errors import FormatVersionError, RunNotFoundError
@@ -20,7 +19,7 @@ from ...meta import RunMeta
 from ...zarrio import Compression
 from .v1 import FORMAT, ZarrChain, ZarrRun, chunk_length_for, open_store, prepare_v1_run
 from .v2chain import ZarrV2Chain
-from .v2layout import MAX_CHUNK_DRAWS
+from .v2layout import MAX_CHUNK_DRAWS, array_members
 from .v2run import DEFAULT_CHUNK_BYTES, ZarrV2Run, create_v2_run
 
 __all__ = [
@@ -138,9 +137,9 @@ class ZarrBackend(FileBackend):
         if self.write_version == 1:
             return
         for section in Section:
-            layout = sampled_layout(meta, section)
-            dims = {"chain", "draw"} | {d for _, _, var_dims in layout for d in var_dims}
-            clashes = sorted(name for name, _, _ in layout if name in dims)
+            members = array_members(meta, section)
+            dims = {"chain", "draw"} | {d for m in members for d in m.dims}
+            clashes = sorted(m.name for m in members if m.name in dims)
             if clashes:
                 raise ValueError(
                     f"Zarr layout v2 cannot store {section.value} named like a dimension: "

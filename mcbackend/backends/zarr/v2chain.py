@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._validation import VariableSpec
 from ...codec import Section
 from ...columns import as_object_array
 from ...errors import ChainLockedError, CorruptRunError
@@ -18,7 +17,7 @@ from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn, verify_array
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
-from .v2layout import SAMPLED, ArraySpec, fill_array
+from .v2layout import HIDDEN, SAMPLED, ArraySpec, fill_array
 from .v2read import SegmentGone, read_rows
 from .v2segments import encode_segment, segment_name
 
@@ -41,19 +40,15 @@ class ZarrV2Chain(BufferedChain):
         self._posterior_started = False  # at append: a later warm-up draw is refused
         self._close_failed = False  # a close() failed after taking the partial chunks
         self._capacity: dict[str, tuple[int, int]] = {}
-        self._ragged = {
+        #: Stored variables no array holds (``v2layout.hidden``), kept as a v1 chain keeps them.
+        self._hidden = {
             (section, var.name): ZarrColumn(
-                f"{CHAINS}/{self._number}/ragged", section, var, run.store
+                f"{CHAINS}/{self._number}/{HIDDEN}", section, var, run.store
             )
-            for section, variables in (
-                (Section.DRAWS, run.meta.variables),
-                (Section.STATS, run.meta.sample_stats),
-            )
-            for var in variables
-            if VariableSpec.from_variable(var).is_ragged
+            for section, var in run.hidden
         }
         if created:
-            for column in self._ragged.values():
+            for column in self._hidden.values():
                 column.create(VARIABLE_CHUNK_DRAWS, run.compression)
             self._record = Record(chain=self._number, writer=uuid.uuid4().hex)
             try:
@@ -148,9 +143,9 @@ class ZarrV2Chain(BufferedChain):
         ]
         keep = {f"{CHAINS}/{self._number}/{s}" for s in record.segments}
         self._run.location.remove([s for s in stale if s not in keep])
-        paths = [p for column in self._ragged.values() for p in column.metadata_paths()]
+        paths = [p for column in self._hidden.values() for p in column.metadata_paths()]
         documents = self._run.location.read_many(paths, missing_ok=True)
-        for column in self._ragged.values():
+        for column in self._hidden.values():
             column.resume(
                 record.draws,
                 documents,
@@ -178,9 +173,10 @@ class ZarrV2Chain(BufferedChain):
         for array in self._run.arrays:
             rows = slice(0, n_warm) if SAMPLED[array.group][1] else slice(n_warm, n)
             if rows.stop > rows.start:
-                values = buffer.columns(array.section).rows(array.spec.name, rows.start, rows.stop)
-                files.update(self._extend(array, _as_rows(values, array), lengths[array.group]))
-        for (section, name), column in self._ragged.items():
+                columns = buffer.columns(array.section)
+                parts = [columns.rows(p.name, rows.start, rows.stop) for p in array.member.parts]
+                files.update(self._extend(array, _as_rows(parts, array), lengths[array.group]))
+        for (section, name), column in self._hidden.items():
             files.update(column.append(buffer.columns(section).rows(name, 0, n)))
         for group, (_, is_warmup) in SAMPLED.items():
             lengths[group] += n_warm if is_warmup else n - n_warm
@@ -215,8 +211,8 @@ class ZarrV2Chain(BufferedChain):
             tail = self._tails.get(array.key)
             if tail is None or not len(tail):
                 continue
-            dtype = tail.dtype if array.spec.is_str else array.dtype  # keeps the str width
-            padded = fill_array(dtype, (1, array.chunk, *array.spec.shape))
+            dtype = tail.dtype if array.is_str else array.dtype  # keeps the str width
+            padded = fill_array(dtype, (1, array.chunk, *array.shape))
             padded[0, : len(tail)] = tail
             k = lengths[array.group] // array.chunk
             files[array.chunk_key(self._number, k)] = self._run.compression.encode(padded)
@@ -275,13 +271,13 @@ class ZarrV2Chain(BufferedChain):
                 self._close_failed = False
             self._writes.close()
 
-    def verify_ragged(self, committed: int) -> list[str]:
-        """Problems of the dynamic-shape columns below ``committed`` draws (as v1 checks them)."""
+    def verify_hidden(self, committed: int) -> list[str]:
+        """Problems of the hidden columns below ``committed`` draws (as v1 checks them)."""
         if not committed:
             return []
         return [
             p
-            for c in self._ragged.values()
+            for c in self._hidden.values()
             for part in c.parts
             for p in verify_array(c, part, committed)
         ]
@@ -328,37 +324,48 @@ class ZarrV2Chain(BufferedChain):
                     f"Chain {self.cid}: draws up to {hi} asked, {record.draws} committed."
                 )
             w = record.warmup_draws
-            requests, owners = [], []
-            ragged = {
-                s.name: self._ragged[(section, s.name)].read(lo, hi) for s in specs if s.is_ragged
+            requests = []
+            owners: list[tuple[str, int | None]] = []
+            in_arrays = [s for s in specs if (section, s.name) not in self._hidden]
+            hidden = {
+                s.name: self._hidden[(section, s.name)].read(lo, hi)
+                for s in specs
+                if (section, s.name) in self._hidden
             }
-            for spec in (s for s in specs if not s.is_ragged):
+            for spec in in_arrays:
                 for group, rows in (("warmup", (lo, min(hi, w))), ("", (max(lo, w) - w, hi - w))):
                     if rows[1] > rows[0]:
-                        requests.append((self._run.array(group, section, spec.name), *rows))
-                        owners.append(spec.name)
+                        array, index = self._run.array(group, section, spec.name)
+                        requests.append((array, *rows))
+                        owners.append((spec.name, index if array.member.stacked else None))
             try:
                 values = read_rows(self._run.location, record, requests, self._run.compression)
             except SegmentGone:
                 continue
-            out: dict[str, list[np.ndarray]] = {s.name: [] for s in specs if not s.is_ragged}
-            for name, block in zip(owners, values):
-                out[name].append(block)
-            rigid = {s.name: _as_draws(out[s.name], s) for s in specs if not s.is_ragged}
-            return rigid | ragged
+            out: dict[str, list[np.ndarray]] = {s.name: [] for s in in_arrays}
+            for (name, part), block in zip(owners, values):
+                out[name].append(block if part is None else block[..., part])
+            in_array = {s.name: _as_draws(out[s.name], s) for s in in_arrays}
+            return in_array | hidden
         raise CorruptRunError(f"Chain {self.cid}: its staged segment kept vanishing while read.")
 
 
-def _as_rows(values: Any, array: ArraySpec) -> np.ndarray:
-    if array.spec.is_str:
-        return np.asarray(values).astype(str).reshape(-1, *array.spec.shape)
+def _as_rows(parts: list[Any], array: ArraySpec) -> np.ndarray:
+    """An array's rows from its parts' values (stacked along a last axis when several)."""
+    values = np.stack(parts, axis=-1) if array.member.stacked else parts[0]
+    if array.is_str:
+        return np.asarray(values).astype(str).reshape(-1, *array.shape)
     return np.asarray(values, dtype=array.dtype)
 
 
 def _as_draws(blocks: list[np.ndarray], spec) -> np.ndarray:
+    """A stored variable's draws from its blocks (warm-up, posterior), in its own dtype (a
+    stacked array holds its parts' common type)."""
     if not blocks:
         return np.empty((0, *spec.shape), spec.dtype)
     values = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if not spec.is_str and values.dtype != spec.dtype:
+        values = values.astype(spec.dtype)
     if spec.is_str:
         from ...codec import str_draws
 

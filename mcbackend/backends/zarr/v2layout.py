@@ -1,8 +1,10 @@
 """Zarr v2 layout (``formats/zarr.md``, "Version 2"): which arrays a run holds and their
 documents. Pure functions of the ``RunMeta``, no I/O.
 
-Group and node names, dims and group attributes come from ``mcbackend._inferencedata`` (one
-call, ``sampled_layout``), so a plain xarray reader and ``Run.to_inferencedata`` agree.
+Group and node names, dims and what each array is made of come from
+``mcbackend._arviz_layout.sampled_layout``, as for ``Run.to_inferencedata``, so a plain xarray
+reader and ``to_inferencedata`` agree. Stored variables no array shows (dynamic shapes, and
+PyMC's warm-up markers and ``warning``) are kept per chain beside the groups (``HIDDEN``).
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ from typing import Any
 import numpy as np
 
 from ... import __version__
-from ..._inferencedata import attributes_to_python, find_warmup_stat, sampled_layout, tree_name
-from ..._validation import VariableSpec
+from ..._arviz_layout import GroupMember, hidden_variables, sampled_layout, tree_name
+from ..._inferencedata import attributes_to_python, find_warmup_stat
+from ..._pymc_layout import group_attrs, is_pymc_run
 from ...codec import Section, encode_name
-from ...meta import RunMeta
+from ...meta import RunMeta, Variable
 from ...npproto.utils import ndarray_to_numpy
 from ...zarrio import Compression, data_type
 
 __all__ = [
     "COORD_CHUNK",
+    "HIDDEN",
     "SAMPLED",
     "ArraySpec",
+    "Names",
     "array_document",
     "chunk_draws",
     "data_group_files",
@@ -40,20 +45,32 @@ SAMPLED = {
     "warmup_posterior": (Section.DRAWS, True),
     "warmup_sample_stats": (Section.STATS, True),
 }
+#: Folder of a chain's hidden columns, ``_mcbackend/chains/<n>/ragged/``: named for its
+#: first content, dynamic shapes; it also holds what PyMC's DataTree leaves out (``hidden``).
+HIDDEN = "ragged"
 COORD_CHUNK = 1 << 16
 MAX_CHUNK_DRAWS = 1 << 16
 STR_CHUNK_DRAWS = 1024
 
 
+class Names:
+    """How a run's arrays are named (root ``attributes.mcbackend.names``): ``ARVIZ`` as
+    ``to_inferencedata`` names them (a PyMC run as PyMC does), or, in runs written before
+    that key existed, ``STORED``: one array per stored variable, under its stored name."""
+
+    ARVIZ = "arviz"
+    STORED = "stored"
+
+
 @dataclass(frozen=True)
 class ArraySpec:
-    """One sampled array: ``<group>/<node>`` of shape ``[chain, draw, *spec.shape]``."""
+    """One sampled array: ``<group>/<node>`` of shape ``[chain, draw, *shape]``, holding one
+    stored variable or several stacked along its last axis (``member.parts``)."""
 
     group: str
     node: str
-    spec: VariableSpec
+    member: GroupMember
     section: Section
-    dims: tuple[str, ...]
     chunk: int
 
     @property
@@ -61,18 +78,30 @@ class ArraySpec:
         return f"{self.group}/{self.node}"
 
     @property
+    def dims(self) -> tuple[str, ...]:
+        return self.member.dims
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.member.shape
+
+    @property
     def dtype(self) -> np.dtype:
-        return self.spec.dtype
+        return self.member.dtype
+
+    @property
+    def is_str(self) -> bool:
+        return self.member.is_str
 
     def chunk_key(self, chain: int, k: int) -> str:
-        return "/".join([self.key, "c", str(chain), str(k), *["0"] * len(self.spec.shape)])
+        return "/".join([self.key, "c", str(chain), str(k), *["0"] * len(self.shape)])
 
 
-def chunk_draws(spec: VariableSpec, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS) -> int:
+def chunk_draws(member: GroupMember, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS) -> int:
     """Draws per chunk: ``chunk_bytes`` uncompressed, 1 to ``max_draws`` (1024 for strings)."""
-    if spec.is_str:
+    if member.is_str:
         return min(STR_CHUNK_DRAWS, max_draws)
-    draw_bytes = spec.dtype.itemsize * int(np.prod(spec.shape, dtype=int))
+    draw_bytes = member.dtype.itemsize * int(np.prod(member.shape, dtype=int))
     return int(np.clip(chunk_bytes // max(draw_bytes, 1), 1, max_draws))
 
 
@@ -80,8 +109,26 @@ def has_warmup(meta: RunMeta) -> bool:
     return find_warmup_stat([s.name for s in meta.sample_stats]) is not None
 
 
+def array_members(meta: RunMeta, section: Section, names: str = Names.ARVIZ) -> list[GroupMember]:
+    """The members of a section's groups that are arrays (not of dynamic shape)."""
+    members = sampled_layout(
+        meta, section, attributes_to_python(meta.attributes), as_pymc=names == Names.ARVIZ
+    )
+    return [m for m in members if not m.is_ragged]
+
+
+def hidden(meta: RunMeta, names: str = Names.ARVIZ) -> list[tuple[Section, Variable]]:
+    """The stored variables no array holds, kept per chain in ``_mcbackend/`` (``v2chain``)
+    and read through mcbackend only."""
+    return [
+        (section, var)
+        for section in Section
+        for var in hidden_variables(meta, section, array_members(meta, section, names))
+    ]
+
+
 def sampled_arrays(
-    meta: RunMeta, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS
+    meta: RunMeta, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS, names: str = Names.ARVIZ
 ) -> list[ArraySpec]:
     """Every array of the sampled groups (``warmup_*`` only when a warm-up stat exists)."""
     arrays = []
@@ -89,20 +136,9 @@ def sampled_arrays(
     for group, (section, is_warmup) in SAMPLED.items():
         if is_warmup and not warmup:
             continue
-        for name, spec, dims in sampled_layout(meta, section):
-            if spec.is_ragged:
-                continue  # stored per chain in _mcbackend/ (``v2chain``), read via mcbackend
-            node = encode_name(name)
-            arrays.append(
-                ArraySpec(
-                    group,
-                    node,
-                    spec,
-                    section,
-                    tuple(dims),
-                    chunk_draws(spec, chunk_bytes, max_draws),
-                )
-            )
+        for member in array_members(meta, section, names):
+            chunk = chunk_draws(member, chunk_bytes, max_draws)
+            arrays.append(ArraySpec(group, encode_name(member.name), member, section, chunk))
     return arrays
 
 
@@ -151,11 +187,11 @@ def array_document(
 def sampled_array_document(
     array: ArraySpec, chains: int, draws: int, compression: Compression
 ) -> bytes:
-    name = array.spec.name
+    name = array.member.name
     attributes = {"mcbackend": {"name": name}} if encode_name(name) != tree_name(name) else {}
     return array_document(
-        (chains, draws, *array.spec.shape),
-        (1, array.chunk, *array.spec.shape),
+        (chains, draws, *array.shape),
+        (1, array.chunk, *array.shape),
         array.dtype,
         ("chain", "draw", *array.dims),
         compression,
@@ -164,14 +200,14 @@ def sampled_array_document(
 
 
 def coordinate_files(
-    group: str, dims: set[str], coords: dict[str, np.ndarray], compression: Compression
+    group: str, sizes: dict[str, int], coords: dict[str, np.ndarray], compression: Compression
 ) -> dict[str, bytes]:
-    """Coordinate arrays of the named dims a group uses (one chunk each)."""
+    """Coordinate arrays of the dims (name: length) a group uses, one chunk each: the run's
+    coordinate when its length fits, else ``0..n-1`` (as ``to_inferencedata`` indexes them)."""
     files = {}
-    for dim in sorted(dims):
-        if dim not in coords:
-            continue
-        labels = np.asarray(coords[dim])
+    for dim, size in sorted(sizes.items()):
+        fits = dim in coords and len(coords[dim]) == size
+        labels = np.asarray(coords[dim]) if fits else np.arange(size, dtype=np.int64)
         if labels.dtype.kind not in "iufb":
             labels = labels.astype(str)
         files[f"{group}/{dim}/zarr.json"] = array_document(
@@ -185,8 +221,22 @@ def run_coords(meta: RunMeta) -> dict[str, np.ndarray]:
     return {c.name: ndarray_to_numpy(c.values) for c in meta.coordinates if c.values}
 
 
+def is_pymc(meta: RunMeta) -> bool:
+    stats = [s.name for s in meta.sample_stats]
+    return is_pymc_run(stats, attributes_to_python(meta.attributes))
+
+
 def group_attributes(meta: RunMeta, sampled: bool, created_at: str) -> dict[str, Any]:
-    """ArviZ's ``make_attrs`` keys, then the run's attributes (as ``to_inferencedata``)."""
+    """ArviZ's ``make_attrs`` keys, then the run's attributes (as ``to_inferencedata``); for
+    a PyMC run the attributes PyMC's groups carry, ``tuning_steps`` from the run's ``tune``
+    (every draw PyMC tunes is stored)."""
+    run_attrs = attributes_to_python(meta.attributes)
+    if is_pymc(meta):
+        tuning_steps = int(run_attrs.get("tune") or 0)
+        made = group_attrs(
+            run_attrs, sampled=sampled, sampling_time=None, tuning_steps=tuning_steps
+        )
+        return json_safe({**made, "created_at": created_at})
     attrs = {
         "created_at": created_at,
         "creation_library": "mcbackend",
@@ -194,7 +244,7 @@ def group_attributes(meta: RunMeta, sampled: bool, created_at: str) -> dict[str,
         "creation_library_language": "Python",
         "sample_dims": ["chain", "draw"] if sampled else [],
     }
-    attrs.update(json_safe(attributes_to_python(meta.attributes)))
+    attrs.update(json_safe(run_attrs))
     attrs.setdefault("run_id", meta.rid)
     return attrs
 
@@ -220,10 +270,10 @@ def data_group_files(meta: RunMeta, compression: Compression, created_at: str) -
     coords = run_coords(meta)
     for group, observed in (("observed_data", True), ("constant_data", False)):
         members = [d for d in meta.data if d.is_observed == observed]
-        if not members:
-            continue
+        if not members and not (observed and is_pymc(meta)):
+            continue  # PyMC's DataTree has observed_data even when empty, as to_inferencedata
         files[f"{group}/zarr.json"] = _group_document(group_attributes(meta, False, created_at))
-        used: set[str] = set()
+        used: dict[str, int] = {}
         for dvar in members:
             if dvar.value is None:
                 continue
@@ -235,9 +285,9 @@ def data_group_files(meta: RunMeta, compression: Compression, created_at: str) -
                 if len(dvar.dims) == value.ndim
                 else tuple(f"{tree_name(dvar.name)}_dim_{i}" for i in range(value.ndim))
             )
-            used.update(dims)
-            node = encode_name(dvar.name)
             shape = value.shape
+            used.update(zip(dims, shape))
+            node = encode_name(dvar.name)
             files[f"{group}/{node}/zarr.json"] = array_document(
                 shape, tuple(max(s, 1) for s in shape), value.dtype, dims, compression
             )

@@ -73,7 +73,7 @@ def read_rows(
             if is_final(array, record, k):
                 key = array.chunk_key(chain, k)
                 values = decode_blob(
-                    blobs[key], array.dtype, (1, c, *array.spec.shape), compression,
+                    blobs[key], array.dtype, (1, c, *array.shape), compression,
                     f"Chunk {run_dir.url(key)}",
                 )[0]  # fmt: skip
                 pieces.append(values[a:b])
@@ -86,7 +86,7 @@ def read_rows(
         if pieces:
             out.append(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
         else:
-            out.append(np.empty((0, *array.spec.shape), array.dtype))
+            out.append(np.empty((0, *array.shape), array.dtype))
     return out
 
 
@@ -105,6 +105,6 @@ def _staged_rows(
     if not first_row <= lo <= hi <= first_row + rows:
         raise CorruptRunError(f"{where} holds rows {first_row}..{first_row + rows} of {array.key}.")
     values = decode_blob(
-        blob, array.dtype, (rows, *array.spec.shape), compression, f"{where} ({array.key})"
+        blob, array.dtype, (rows, *array.shape), compression, f"{where} ({array.key})"
     )
     return values[lo - first_row : hi - first_row]

@@ -23,10 +23,12 @@ from .v2commits import read_records, shape_files, wanted_shapes
 from .v2layout import (
     MAX_CHUNK_DRAWS,
     ArraySpec,
+    Names,
     coordinate_files,
     data_group_files,
     group_attributes,
     group_document,
+    hidden,
     run_coords,
     sampled_arrays,
 )
@@ -55,6 +57,7 @@ def create_v2_run(
         "max_chunk_draws": max_chunk_draws,
         "compression": compression.name,
         "compression_level": compression.level,
+        "names": Names.ARVIZ,
     }
     created_at = datetime.datetime.now(datetime.UTC).isoformat()
     files = {"zarr.json": group_document({"mcbackend": settings})}
@@ -62,8 +65,8 @@ def create_v2_run(
     coords = run_coords(meta)
     for group in dict.fromkeys(a.group for a in arrays):
         files[f"{group}/zarr.json"] = group_document(group_attributes(meta, True, created_at))
-        dims = {d for a in arrays if a.group == group for d in a.dims}
-        files.update(coordinate_files(group, dims, coords, compression))
+        sizes = {d: n for a in arrays if a.group == group for d, n in zip(a.dims, a.shape)}
+        files.update(coordinate_files(group, sizes, coords, compression))
     groups = sorted({a.group for a in arrays})
     files.update(shape_files(arrays, wanted_shapes({}, groups), compression))
     files.update(data_group_files(meta, compression, created_at))
@@ -92,8 +95,14 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
         self.chunk_bytes = int(settings["chunk_bytes"])
         self.compression = Compression(settings["compression"], int(settings["compression_level"]))
         self.max_chunk_draws = int(settings["max_chunk_draws"])
-        self.arrays = sampled_arrays(meta, self.chunk_bytes, self.max_chunk_draws)
-        self._by_name = {(a.group, a.spec.name): a for a in self.arrays}
+        self.names = settings["names"]
+        self.arrays = sampled_arrays(meta, self.chunk_bytes, self.max_chunk_draws, self.names)
+        self.hidden = hidden(meta, self.names)
+        self._by_name = {
+            (a.group, part.name): (a, i)
+            for a in self.arrays
+            for i, part in enumerate(a.member.parts)
+        }
         self.store = open_store(location, read_only=self.read_only)
         self.warmup_stat = find_warmup_stat([s.name for s in meta.sample_stats])
 
@@ -102,13 +111,15 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
         try:
             settings = json.loads(self.location.read_bytes("zarr.json"))["attributes"]["mcbackend"]
             keys = ("chunk_bytes", "max_chunk_draws", "compression", "compression_level")
-            return {k: settings[k] for k in keys}
+            return {k: settings[k] for k in keys} | {"names": settings.get("names", Names.STORED)}
         except FileNotFoundError as ex:
             raise CorruptRunError(f"The Zarr v2 run lacks its root document {where}.") from ex
         except (ValueError, KeyError, TypeError) as ex:
             raise CorruptRunError(f"The root document {where} is corrupt: {ex!r}") from ex
 
-    def array(self, prefix: str, section: Section, name: str) -> ArraySpec:
+    def array(self, prefix: str, section: Section, name: str) -> tuple[ArraySpec, int]:
+        """The array holding stored variable ``name`` and its position on the array's
+        stacking axis (0 for an array of one variable)."""
         group = "sample_stats" if section is Section.STATS else "posterior"
         return self._by_name[(f"{prefix}_{group}" if prefix else group, name)]
 
@@ -151,7 +162,7 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
                     group, have, chains, draws,
                 )  # fmt: skip
         for chain in self.get_chains():
-            problems += chain.verify_ragged(records[chain.cmeta.chain_number].draws)
+            problems += chain.verify_hidden(records[chain.cmeta.chain_number].draws)
         return problems
 
     def _verify_documents(self) -> list[str]:
@@ -165,7 +176,7 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
             try:
                 doc = json.loads(docs[name])
                 chunk = doc["chunk_grid"]["configuration"]["chunk_shape"]
-                expected = [1, array.chunk, *array.spec.shape]
+                expected = [1, array.chunk, *array.shape]
                 if chunk != expected or doc["codecs"] != self.compression.codecs(array.dtype):
                     problems.append(
                         f"{self.location.url(name)}: chunks or codecs differ from {expected}"
