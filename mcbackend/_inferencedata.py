@@ -20,7 +20,7 @@ from xarray.core import indexing
 from xarray.core.indexing import LazilyIndexedArray
 
 from ._arviz_layout import GroupMember, _dims_of, sampled_layout, tree_name
-from ._pymc_layout import group_attrs, is_pymc_run
+from ._pymc_layout import PERF_DIFF, PERF_START, group_attrs, is_pymc_run, sampling_span
 from ._validation import VariableSpec, specs_by_name
 from .codec import Section
 from .npproto.utils import ndarray_to_numpy
@@ -108,12 +108,12 @@ def _sampling_time(
 ) -> float | None:
     """Wall time of sampling, from PyMC's per-draw ``perf_counter_start``/``_diff`` stats (what
     PyMC measures around its sampling loop; None without them)."""
-    start, diff = "sampler_0__perf_counter_start", "sampler_0__perf_counter_diff"
-    if start not in stats or diff not in stats or not length:
+    if PERF_START not in stats or PERF_DIFF not in stats or not length:
         return None
-    starts = np.concatenate([c.get_stats(start, slice(0, length)) for c in chains])
-    ends = starts + np.concatenate([c.get_stats(diff, slice(0, length)) for c in chains])
-    return float(np.nanmax(ends) - np.nanmin(starts))
+    starts = np.concatenate([c.get_stats(PERF_START, slice(0, length)) for c in chains])
+    diffs = np.concatenate([c.get_stats(PERF_DIFF, slice(0, length)) for c in chains])
+    span = sampling_span(starts, diffs)
+    return None if span is None else span[1] - span[0]
 
 
 def _warmup_split(chain: Chain, stat: str | None, length: int) -> slice:

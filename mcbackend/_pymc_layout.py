@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 #: ``pymc.backends.arviz.DataTreeConverter.sample_stats_to_xarray``'s ``rename_key`` (a local
 #: variable there, so not importable; ``tests/test_fidelity.py`` checks names against PyMC's).
 STAT_RENAMES = {
@@ -24,6 +26,9 @@ STAT_RENAMES = {
 #: Stats PyMC's returned DataTree leaves out: the warm-up markers, and ``warning`` (dropped
 #: unless ``pm.sample(keep_warning_stat=True)``; stored runs keep it as JSON text).
 DROPPED_STATS = {"tune", "in_warmup", "warning"}
+
+#: The stats PyMC times each draw with; the run's ``sampling_time`` spans them.
+PERF_START, PERF_DIFF = "sampler_0__perf_counter_start", "sampler_0__perf_counter_diff"
 
 _SAMPLER_STAT = re.compile(r"^sampler_(\d+)__(.+)$")
 
@@ -47,6 +52,14 @@ def stat_layout(stat_names: Iterable[str]) -> dict[str, list[str]]:
             continue
         layout.setdefault(STAT_RENAMES.get(name, name), []).append((sampler, stored))
     return {name: [s for _, s in sorted(parts)] for name, parts in layout.items()}
+
+
+def sampling_span(starts: Any, diffs: Any) -> tuple[float, float] | None:
+    """(first start, last end) of draws timed by ``PERF_START``/``PERF_DIFF`` (None: no draw)."""
+    starts = np.asarray(starts, dtype=float)
+    if not len(starts):
+        return None
+    return float(np.nanmin(starts)), float(np.nanmax(starts + np.asarray(diffs, dtype=float)))
 
 
 def posterior_names(names: Iterable[str], attributes: Mapping[str, Any]) -> list[str]:

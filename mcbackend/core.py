@@ -90,8 +90,8 @@ class Chain(Sized):
             stats = bare.store(stats or {})
         stat_values = _validate_all(stats or {}, self._stat_specs, "stats", fill_missing=True)
         self._append(values, stat_values)
-        if bare is not None:
-            bare.appended()
+        if bare is not None and bare.appended():
+            self.close()  # PyMC's own adapter never closes its chains: their last draw does
 
     def append_many(self, draws: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> None:
         """Append several iterations at once, given per variable (and stat): an array whose first

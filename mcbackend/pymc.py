@@ -241,7 +241,8 @@ class TraceBackend(BaseTrace):
 
     def close(self) -> None:
         """Store what is staged. Chains closed while others still sample are written in the
-        background; closing the last one waits until every chain of the run is written."""
+        background; closing the last one waits until every chain of the run is written and
+        closes them all (a Zarr v2 run's arrays then get their exact shapes)."""
         if self._chain is None or self._window is not None:
             return
         self._store_staged()
@@ -255,7 +256,7 @@ class TraceBackend(BaseTrace):
             self._chain.flush(wait=False)
         else:
             for chain in session.chains.values():
-                chain.flush()
+                chain.close()
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -598,24 +599,30 @@ def prepare_bare_run(meta: RunMeta) -> _BareAdapterStats | None:
         for s in meta.sample_stats
         if s.name not in names
     }
-    return _BareAdapterStats(frozenset(names), zeros)
+    tune, draws = sampling.arguments.get("tune"), sampling.arguments.get("draws")
+    length = tune + draws if isinstance(tune, int) and isinstance(draws, int) else None
+    return _BareAdapterStats(frozenset(names), zeros, length)
 
 
 class _BareAdapterStats:
     """Stats of a chain PyMC's adapter writes. Object stats come pickled (base64 text); they are
     stored as JSON, and reads by the adapter through the writing chain get their pickled text
     back, as it unpickles what it reads (its DataTree conversion does). Stats a sampler did
-    not report are stored as zeros, as PyMC's default trace holds them."""
+    not report are stored as zeros, as PyMC's default trace holds them. The adapter never
+    closes a chain, so the draw that completes ``pm.sample``'s ``tune + draws`` does."""
 
-    def __init__(self, names: frozenset[str], zeros: Mapping[str, np.ndarray]) -> None:
+    def __init__(
+        self, names: frozenset[str], zeros: Mapping[str, np.ndarray], length: int | None = None
+    ) -> None:
         self.names = names
         self._zeros = zeros
         self._texts: dict[tuple[str, int], str] = {}  # (stat, draw index) -> pickled text
         self._appended = 0
+        self._length = length
 
     def for_chain(self) -> _BareAdapterStats:
         """A fresh one for each chain (draw indices are per chain)."""
-        return _BareAdapterStats(self.names, self._zeros)
+        return _BareAdapterStats(self.names, self._zeros, self._length)
 
     def store(self, stats: Mapping[str, Any]) -> dict[str, Any]:
         """The stats of the next draw as they are to be stored (``appended`` counts the draw
@@ -631,8 +638,10 @@ class _BareAdapterStats:
             stats[name] = to_json(value)
         return stats
 
-    def appended(self) -> None:
+    def appended(self) -> bool:
+        """Count a draw the chain kept; True when it completes the chain pm.sample runs."""
         self._appended += 1
+        return self._appended == self._length
 
     @staticmethod
     def read_by_adapter() -> bool:

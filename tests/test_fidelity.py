@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 pm = pytest.importorskip("pymc")
 az = pytest.importorskip("arviz")
@@ -199,3 +200,85 @@ def test_zarr_on_s3_matches_pymc_in_fresh_process(baselines, tmp_path, s3_bucket
         cases.append(f"dated/{how}")
         locations.append((f"{s3_bucket}/runs/{rid}", s3_options))
     assert_all_equal(cases, read_in_fresh_process(locations, tmp_path), baselines)
+
+
+# ---- Zarr v2 read without mcbackend -------------------------------------------------------
+
+
+def stacked():
+    """NUTS and two Metropolis steps: PyMC stacks the stats both Metropolis steps report
+    (``accept``, ``accepted``, ``scaling``) along ``<name>_dim_0``."""
+    with pm.Model() as model:
+        a = pm.Normal("a", 0, 1)
+        b = pm.Normal("b", a, 1)
+        s = pm.HalfNormal("s", 1, shape=2)
+        steps = [pm.NUTS([s]), pm.Metropolis([a]), pm.Metropolis([b])]
+    return model, steps
+
+
+PLAIN_MODELS = {"hierarchical": hierarchical, "compound": compound, "stacked": stacked}
+
+PLAIN_READER = """
+import pickle, sys
+import xarray as xr
+
+trees = [xr.open_datatree(url, engine="zarr", consolidated=False).load() for url in sys.argv[2:]]
+with open(sys.argv[1], "wb") as f:
+    pickle.dump(trees, f)
+"""
+
+
+def sample_plain(name: str, discard: bool, trace=None):
+    model, steps = PLAIN_MODELS[name]()
+    with model:
+        return pm.sample(trace=trace, step=steps, **{**SAMPLING, "discard_tuned_samples": discard})
+
+
+def pymc_reference(name: str, discard: bool) -> xr.DataTree:
+    """PyMC's DataTree with its default trace. With ``discard_tuned_samples=True`` PyMC leaves
+    the warm-up groups out while storage keeps every draw it was given: the stored run's
+    warm-up groups are then compared with what PyMC returns keeping them."""
+    tree = sample_plain(name, discard)
+    if not discard:
+        return tree
+    kept = sample_plain(name, False)
+    groups = {f"/{g}": tree[g].to_dataset() for g in tree.children}
+    groups.update({f"/{g}": kept[g].to_dataset() for g in kept.children if g.startswith("warmup")})
+    return xr.DataTree.from_dict(groups)
+
+
+@pytest.mark.parametrize("discard", [False, True], ids=["keep_tuned", "discard_tuned"])
+def test_zarr_v2_pymc_run_read_without_mcbackend_is_pymcs_datatree(tmp_path, discard):
+    """A finished PyMC run stored as Zarr v2, opened by xarray in a process that cannot import
+    mcbackend, equals ``open_run(url).to_inferencedata()`` and PyMC's own DataTree: stats named
+    as PyMC names them, a stat several samplers report stacked, warm-up groups, attributes."""
+    from .test_zarr_v2 import BLOCK_MCBACKEND
+
+    backend = mcb.ZarrBackend(str(tmp_path))
+    cases, urls = [], []
+    for name in PLAIN_MODELS:
+        for how in ("trace", "bare"):
+            trace = TraceBackend(backend, verbose=False) if how == "trace" else backend
+            before = set(backend.get_runs().rid)
+            sample_plain(name, discard, trace)
+            (rid,) = set(backend.get_runs().rid) - before
+            cases.append((name, how))
+            urls.append(str(tmp_path / rid))
+    out = tmp_path / "plain.pickle"
+    subprocess.run(
+        [sys.executable, "-c", BLOCK_MCBACKEND + PLAIN_READER, str(out), *urls],
+        check=True, cwd="/", timeout=600,
+    )  # fmt: skip
+    with open(out, "rb") as f:
+        plain_trees = pickle.load(f)
+    references = {name: pymc_reference(name, discard) for name in PLAIN_MODELS}
+    problems = []
+    for (name, how), url, plain in zip(cases, urls, plain_trees):
+        ours = mcb.open_run(url).to_inferencedata()
+        for against, tree in (("to_inferencedata", ours), ("PyMC", references[name])):
+            diff = diff_datatrees(plain, tree, compare_root_attrs=False)
+            problems += [f"{name}/{how} vs {against}: {d}" for d in diff]
+    assert not problems, "\n".join(problems)
+    stats = plain_trees[cases.index(("stacked", "trace"))]["sample_stats"]
+    assert stats["accept"].dims == ("chain", "draw", "accept_dim_0")  # two Metropolis steps
+    assert {"diverging", "energy", "lp", "tree_depth"} <= set(stats.data_vars)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..._pymc_layout import PERF_DIFF, PERF_START, sampling_span
 from ...codec import Section
 from ...columns import as_object_array
 from ...errors import ChainLockedError, CorruptRunError
@@ -78,7 +79,7 @@ class ZarrV2Chain(BufferedChain):
 
     def _converge(self) -> None:
         self._capacity = converge_shapes(
-            self._run.location, self._run.arrays, self._run.compression
+            self._run.location, self._run.arrays, self._run.compression, self._run.group_files
         )
 
     # ---- appending: warm-up routing -----------------------------------------------------
@@ -188,7 +189,21 @@ class ZarrV2Chain(BufferedChain):
         if segment is not None:
             files[f"{CHAINS}/{self._number}/{segment[0]}"] = segment[1]
         self._run.location.write_many(files)
-        self._commit(lengths, [segment[0]] if segment else [], closed=False)
+        self._commit(
+            lengths, [segment[0]] if segment else [], closed=False, span=self._span(buffer, n)
+        )
+
+    def _span(self, buffer: DrawBuffer, n: int) -> list[float] | None:
+        """The record's ``sampling_span`` grown by the buffer's timed draws (PyMC runs)."""
+        stats = self._run.stat_names
+        if PERF_START not in stats or PERF_DIFF not in stats:
+            return None
+        columns = buffer.columns(Section.STATS)
+        span = sampling_span(columns.rows(PERF_START, 0, n), columns.rows(PERF_DIFF, 0, n))
+        old = self._record.sampling_span
+        if span is None or old is None:
+            return old if span is None else list(span)
+        return [min(old[0], span[0]), max(old[1], span[1])]
 
     def _extend(self, array: ArraySpec, new: np.ndarray, length: int) -> dict[str, bytes]:
         """Append rows to an array's partial chunk; complete chunks are returned as files."""
@@ -230,7 +245,13 @@ class ZarrV2Chain(BufferedChain):
         name = segment_name(self._record.draws, stop)
         return name, encode_segment(tails, self._run.compression)
 
-    def _commit(self, lengths: dict[str, int], segments: list[str], closed: bool) -> None:
+    def _commit(
+        self,
+        lengths: dict[str, int],
+        segments: list[str],
+        closed: bool,
+        span: list[float] | None = None,
+    ) -> None:
         """Overwrite the record (the commit point), delete older segments, grow shapes."""
         old = self._record.segments
         record = Record(
@@ -241,6 +262,7 @@ class ZarrV2Chain(BufferedChain):
             posterior_draws=lengths["posterior"],
             segments=segments,
             closed=closed,
+            sampling_span=span or self._record.sampling_span,
         )
         self._run.location.write_bytes(record_name(self._number), record.to_json())
         self._record = record

@@ -9,7 +9,9 @@ chains written by processes that never talk all land.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +20,14 @@ from ...files import Location
 from ...zarrio import Compression
 from .v2layout import COORD_CHUNK, SAMPLED, ArraySpec, array_document, sampled_array_document
 
-__all__ = ["CHAINS", "Record", "converge_shapes", "read_records", "wanted_shapes"]
+__all__ = [
+    "CHAINS",
+    "Record",
+    "converge_shapes",
+    "read_records",
+    "record_attributes",
+    "wanted_shapes",
+]
 
 CHAINS = "_mcbackend/chains"
 DRAW_CAPACITY_MIN = 1024
@@ -35,9 +44,15 @@ class Record:
     posterior_draws: int = 0
     segments: list[str] = field(default_factory=list)
     closed: bool = False
+    #: PyMC runs: [first start, last end] of the draws' ``perf_counter`` times (the groups'
+    #: ``sampling_time``); left out of the JSON of other runs.
+    sampling_span: list[float] | None = None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+        fields = asdict(self)
+        if self.sampling_span is None:
+            del fields["sampling_span"]
+        return json.dumps(fields).encode()
 
     @classmethod
     def parse(cls, raw: bytes, where: str) -> Record:
@@ -83,6 +98,19 @@ def wanted_shapes(records: dict[int, Record], groups: list[str]) -> dict[str, tu
     return shapes
 
 
+def record_attributes(records: dict[int, Record]) -> dict[str, Any]:
+    """The sampled groups' attributes the records decide (PyMC runs): ``tuning_steps``, the
+    warm-up draws every chain has, and ``sampling_time``, from the first start to the last end
+    of any chain's draws (when every chain has timed draws)."""
+    spans = [r.sampling_span for r in records.values()]
+    attrs: dict[str, Any] = {
+        "tuning_steps": min((r.warmup_draws for r in records.values()), default=0)
+    }
+    if spans and all(spans):
+        attrs["sampling_time"] = max(s[1] for s in spans if s) - min(s[0] for s in spans if s)
+    return attrs
+
+
 def shape_files(
     arrays: list[ArraySpec], shapes: dict[str, tuple[int, int]], compression: Compression
 ) -> dict[str, bytes]:
@@ -105,19 +133,24 @@ def shape_files(
 
 
 def converge_shapes(
-    run_dir: Location, arrays: list[ArraySpec], compression: Compression
+    run_dir: Location,
+    arrays: list[ArraySpec],
+    compression: Compression,
+    group_files: Callable[[dict[int, Record]], dict[str, bytes]] | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Write the shapes the current records call for, re-list, repeat until the records
-    listed after a write equal those the write was computed from (see ``formats/zarr.md``).
-    The first write always happens: another writer may have written older shapes since."""
+    """Write the shapes (and the group documents ``group_files`` makes) the current records
+    call for, re-list, repeat until the records listed after a write equal those the write was
+    computed from (see ``formats/zarr.md``). The first write always happens: another writer
+    may have written older shapes since."""
     groups = sorted({a.group for a in arrays})
     records = read_records(run_dir)
     written = None
     while True:
         shapes = wanted_shapes(records, groups)
-        if shapes != written:
-            run_dir.write_many(shape_files(arrays, shapes, compression))
-            written = shapes
+        documents = group_files(records) if group_files else {}
+        if (shapes, documents) != written:
+            run_dir.write_many({**shape_files(arrays, shapes, compression), **documents})
+            written = (shapes, documents)
         again = read_records(run_dir)
         if again == records:
             return shapes

@@ -210,11 +210,25 @@ def coordinate_files(
         labels = np.asarray(coords[dim]) if fits else np.arange(size, dtype=np.int64)
         if labels.dtype.kind not in "iufb":
             labels = labels.astype(str)
-        files[f"{group}/{dim}/zarr.json"] = array_document(
-            labels.shape, labels.shape, labels.dtype, (dim,), compression
-        )
-        files[f"{group}/{dim}/c/0"] = compression.encode(labels)
+        files.update(_label_files(f"{group}/{dim}", labels, dim, compression))
     return files
+
+
+def _label_files(path: str, labels: np.ndarray, dim: str, compression: Compression) -> dict:
+    """One coordinate array. Text labels are ``fixed_length_utf32`` (as xarray writes them), so
+    plain readers get the ``<U`` labels ``to_inferencedata`` has, not a variable-width type."""
+    if labels.dtype.kind != "U":
+        doc = array_document(labels.shape, labels.shape, labels.dtype, (dim,), compression)
+        return {f"{path}/zarr.json": doc, f"{path}/c/0": compression.encode(labels)}
+    labels = labels.astype(f"<U{max(labels.dtype.itemsize // 4, 1)}")
+    codes = labels.view("<u4")  # UTF-32LE code points, the bytes codec's layout
+    doc = json.loads(array_document(labels.shape, labels.shape, codes.dtype, (dim,), compression))
+    doc["data_type"] = {
+        "name": "fixed_length_utf32",
+        "configuration": {"length_bytes": labels.dtype.itemsize},
+    }
+    doc["fill_value"] = ""
+    return {f"{path}/zarr.json": json.dumps(doc).encode(), f"{path}/c/0": compression.encode(codes)}
 
 
 def run_coords(meta: RunMeta) -> dict[str, np.ndarray]:
@@ -226,15 +240,21 @@ def is_pymc(meta: RunMeta) -> bool:
     return is_pymc_run(stats, attributes_to_python(meta.attributes))
 
 
-def group_attributes(meta: RunMeta, sampled: bool, created_at: str) -> dict[str, Any]:
+def group_attributes(
+    meta: RunMeta,
+    sampled: bool,
+    created_at: str,
+    *,
+    tuning_steps: int = 0,
+    sampling_time: float | None = None,
+) -> dict[str, Any]:
     """ArviZ's ``make_attrs`` keys, then the run's attributes (as ``to_inferencedata``); for
-    a PyMC run the attributes PyMC's groups carry, ``tuning_steps`` from the run's ``tune``
-    (every draw PyMC tunes is stored)."""
+    a PyMC run the attributes PyMC's groups carry (``tuning_steps``, ``sampling_time``: what
+    the chains' commit records say, ``v2commits.record_attributes``)."""
     run_attrs = attributes_to_python(meta.attributes)
     if is_pymc(meta):
-        tuning_steps = int(run_attrs.get("tune") or 0)
         made = group_attrs(
-            run_attrs, sampled=sampled, sampling_time=None, tuning_steps=tuning_steps
+            run_attrs, sampled=sampled, sampling_time=sampling_time, tuning_steps=tuning_steps
         )
         return json_safe({**made, "created_at": created_at})
     attrs = {

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from ..._inferencedata import find_warmup_stat
+from ..._inferencedata import attributes_to_python, find_warmup_stat
 from ...codec import Section
 from ...errors import CorruptRunError
 from ...files import FileRun, Location
@@ -19,7 +19,7 @@ from ...meta import ChainMeta, RunMeta
 from ...zarrio import Compression
 from .v1 import open_store
 from .v2chain import ZarrV2Chain
-from .v2commits import read_records, shape_files, wanted_shapes
+from .v2commits import Record, read_records, record_attributes, shape_files, wanted_shapes
 from .v2layout import (
     MAX_CHUNK_DRAWS,
     ArraySpec,
@@ -29,6 +29,7 @@ from .v2layout import (
     group_attributes,
     group_document,
     hidden,
+    is_pymc,
     run_coords,
     sampled_arrays,
 )
@@ -104,7 +105,22 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
             for i, part in enumerate(a.member.parts)
         }
         self.store = open_store(location, read_only=self.read_only)
+        self.stat_names = frozenset(s.name for s in meta.sample_stats)
         self.warmup_stat = find_warmup_stat([s.name for s in meta.sample_stats])
+
+    def group_files(self, records: dict[int, Record]) -> dict[str, bytes]:
+        """A PyMC run's sampled group documents, with the attributes its records decide
+        (``tuning_steps``, ``sampling_time``); other runs' never change after init_run."""
+        if not is_pymc(self.meta):
+            return {}
+        attrs = record_attributes(records)
+        created_at = str(attributes_to_python(self.meta.attributes).get("created_at", ""))
+        return {
+            f"{group}/zarr.json": group_document(
+                group_attributes(self.meta, True, created_at, **attrs)
+            )
+            for group in dict.fromkeys(a.group for a in self.arrays)
+        }
 
     def _settings(self) -> dict[str, Any]:
         where = self.location.url("zarr.json")
