@@ -64,6 +64,44 @@ def golden_draw(chain: int, i: int) -> tuple[dict, dict]:
     return draw, stats
 
 
+#: A run laid out as PyMC stores it (``sampler_<i>__<stat>``; two samplers report ``accept``),
+#: kept in ``zarr-v2`` as written before Zarr v2 named PyMC runs' arrays as PyMC does
+#: (mcbackend at commit ff4ddbf: one array per stored stat, under its stored name).
+PYMC_RID = "golden02-pymc"
+PYMC_DRAWS = (7, 6)
+PYMC_TUNE = 3
+
+
+def golden_pymc_meta() -> RunMeta:
+    return RunMeta(
+        rid=PYMC_RID,
+        variables=[Variable("mu", "float64", []), Variable("sigma_log__", "float64", [])],
+        sample_stats=[
+            Variable("sampler_0__diverging", "bool", []),
+            Variable("sampler_0__model_logp", "float64", []),
+            Variable("sampler_0__warning", "str", []),
+            Variable("sampler_1__accept", "float64", []),
+            Variable("sampler_2__accept", "float64", []),
+            Variable("in_warmup", "bool", []),
+        ],
+        attributes={"inference_library": mcb.ExtendedValue(string_value="pymc")},
+    )
+
+
+def golden_pymc_draw(chain: int, i: int) -> tuple[dict, dict]:
+    k = 100 * chain + i
+    draw = {"mu": k / 8, "sigma_log__": -k / 4}
+    stats = {
+        "sampler_0__diverging": k % 3 == 0,
+        "sampler_0__model_logp": -k / 2,
+        "sampler_0__warning": "" if k % 4 else "{}",
+        "sampler_1__accept": k / 16,
+        "sampler_2__accept": k / 32,
+        "in_warmup": i < PYMC_TUNE,
+    }
+    return draw, stats
+
+
 def write(backend: mcb.Backend) -> None:
     run = backend.init_run(golden_meta())
     for c, n in enumerate(N_DRAWS):
@@ -84,6 +122,17 @@ def main() -> None:
         ),
         ("parquet", 1, lambda target: mcb.ParquetBackend(target, flush_every=5)),
     ]
+    pymc_target = GOLDEN / "zarr-v2" / PYMC_RID
+    if not pymc_target.exists():
+        run = mcb.ZarrBackend(str(pymc_target.parent), chunk_bytes=32, flush_every=4).init_run(
+            golden_pymc_meta()
+        )
+        for c, n in enumerate(PYMC_DRAWS):
+            chain = run.init_chain(c)
+            for i in range(n):
+                chain.append(*golden_pymc_draw(c, i))
+        run.close()
+        print(f"wrote {pymc_target}")
     for fmt, version, backend in layouts:
         target = GOLDEN / f"{fmt}-v{version}"
         if (target / RID).exists():

@@ -151,3 +151,41 @@ print(json.dumps({{
     assert out["theta"] == theta
     assert out["run_id"] == [golden_runs.RID]
     assert out["duckdb"] == [[c, n, n - 1, 4] for c, n in enumerate(golden_runs.N_DRAWS)]
+
+
+def test_zarr_v2_pymc_run_of_stored_names_reads_back(tmp_path):
+    """A PyMC run Zarr v2 stored before it named arrays as PyMC does (root without
+    ``names``: one array per stored stat) reads back as it was written, and as PyMC's DataTree;
+    the same run written now has PyMC's names in the arrays themselves."""
+    import xarray as xr
+
+    url = FORMATS / "golden" / "zarr-v2" / golden_runs.PYMC_RID
+    old = mcb.open_run(str(url), read_only=True)
+    new = mcb.ZarrBackend(str(tmp_path), chunk_bytes=32, flush_every=4).init_run(
+        golden_runs.golden_pymc_meta()
+    )
+    for c, n in enumerate(golden_runs.PYMC_DRAWS):
+        chain = new.init_chain(c)
+        for i in range(n):
+            chain.append(*golden_runs.golden_pymc_draw(c, i))
+    new.close()
+    for run in (old, mcb.open_run(str(tmp_path / golden_runs.PYMC_RID))):
+        assert run.verify() == []
+        for c, chain in enumerate(run.get_chains()):
+            expected = [golden_runs.golden_pymc_draw(c, i) for i in range(len(chain))]
+            for var in run.meta.variables:
+                want = [d[var.name] for d, _ in expected]
+                np.testing.assert_array_equal(chain.get_draws(var.name), want)
+            for stat in run.meta.sample_stats:
+                want = [s[stat.name] for _, s in expected]
+                np.testing.assert_array_equal(chain.get_stats(stat.name), want)
+        stats = run.to_inferencedata()["sample_stats"]
+        assert set(stats.data_vars) == {"diverging", "lp", "accept"}
+        assert stats["accept"].dims == ("chain", "draw", "accept_dim_0")
+    plain = {
+        name: xr.open_datatree(str(root / golden_runs.PYMC_RID), engine="zarr", consolidated=False)
+        for name, root in (("old", url.parent), ("new", tmp_path))
+    }
+    assert "sampler_1__accept" in plain["old"]["sample_stats"]
+    assert set(plain["new"]["sample_stats"].data_vars) == {"diverging", "lp", "accept"}
+    assert list(plain["new"]["posterior"].data_vars) == ["mu"]  # sigma_log__ hidden, as PyMC
