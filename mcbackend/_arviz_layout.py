@@ -19,7 +19,7 @@ from ._validation import VariableSpec, specs_by_name
 from .codec import Section
 from .meta import RunMeta, Variable
 
-__all__ = ["GroupMember", "hidden_variables", "sampled_layout", "tree_name"]
+__all__ = ["GroupMember", "hidden_variables", "sampled_layout", "stored_member", "tree_name"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,14 @@ def hidden_variables(
     shown = {p.name for m in members for p in m.parts}
     stored = meta.sample_stats if section is Section.STATS else meta.variables
     return [v for v in stored if v.name not in shown]
+
+
+def stored_member(var: Variable) -> GroupMember:
+    """A stored variable as a member of its own, under its stored name and dims."""
+    spec = VariableSpec.from_variable(var)
+    ndim = len(spec.shape) if spec.is_rigid or spec.is_str else 0
+    dims = _dims_of(var.name, ndim, {var.name: list(var.dims)} if _has_dims(var) else {})
+    return GroupMember(var.name, (spec,), tuple(dims))
 
 
 def _has_dims(var: Variable) -> bool:

@@ -18,7 +18,7 @@ from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn, verify_array
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
-from .v2layout import HIDDEN, SAMPLED, ArraySpec, fill_array
+from .v2layout import SAMPLED, ArraySpec, fill_array
 from .v2read import SegmentGone, read_rows
 from .v2segments import encode_segment, segment_name
 
@@ -41,12 +41,12 @@ class ZarrV2Chain(BufferedChain):
         self._posterior_started = False  # at append: a later warm-up draw is refused
         self._close_failed = False  # a close() failed after taking the partial chunks
         self._capacity: dict[str, tuple[int, int]] = {}
-        #: Stored variables no array holds (``v2layout.hidden``), kept as a v1 chain keeps them.
+        #: Dynamic-shape variables (``v2layout.ragged``), kept as a v1 chain keeps them.
         self._hidden = {
             (section, var.name): ZarrColumn(
-                f"{CHAINS}/{self._number}/{HIDDEN}", section, var, run.store
+                f"{CHAINS}/{self._number}/ragged", section, var, run.store
             )
-            for section, var in run.hidden
+            for section, var in run.ragged
         }
         if created:
             for column in self._hidden.values():

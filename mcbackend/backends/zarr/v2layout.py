@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 
 from ... import __version__
-from ..._arviz_layout import GroupMember, hidden_variables, sampled_layout, tree_name
+from ..._arviz_layout import (
+    GroupMember,
+    hidden_variables,
+    sampled_layout,
+    stored_member,
+    tree_name,
+)
 from ..._inferencedata import attributes_to_python, find_warmup_stat
 from ..._pymc_layout import group_attrs, is_pymc_run
+from ..._validation import VariableSpec
 from ...codec import Section, encode_name
 from ...meta import RunMeta, Variable
 from ...npproto.utils import ndarray_to_numpy
@@ -26,7 +33,7 @@ from ...zarrio import Compression, data_type
 
 __all__ = [
     "COORD_CHUNK",
-    "HIDDEN",
+    "HIDDEN_ARRAYS",
     "SAMPLED",
     "ArraySpec",
     "Names",
@@ -45,9 +52,8 @@ SAMPLED = {
     "warmup_posterior": (Section.DRAWS, True),
     "warmup_sample_stats": (Section.STATS, True),
 }
-#: Folder of a chain's hidden columns, ``_mcbackend/chains/<n>/ragged/``: named for its
-#: first content, dynamic shapes; it also holds what PyMC's DataTree leaves out (``hidden``).
-HIDDEN = "ragged"
+#: Where fixed-shape variables no ArviZ group shows are arrays, as in their group.
+HIDDEN_ARRAYS = "_mcbackend/hidden"
 COORD_CHUNK = 1 << 16
 MAX_CHUNK_DRAWS = 1 << 16
 STR_CHUNK_DRAWS = 1024
@@ -72,10 +78,16 @@ class ArraySpec:
     member: GroupMember
     section: Section
     chunk: int
+    #: Not in the ArviZ group: at ``_mcbackend/hidden/<group>/<node>`` (xarray does not see it).
+    hidden: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.group}/{self.node}"
+        return (
+            f"{HIDDEN_ARRAYS}/{self.group}/{self.node}"
+            if self.hidden
+            else f"{self.group}/{self.node}"
+        )
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -117,28 +129,43 @@ def array_members(meta: RunMeta, section: Section, names: str = Names.ARVIZ) -> 
     return [m for m in members if not m.is_ragged]
 
 
-def hidden(meta: RunMeta, names: str = Names.ARVIZ) -> list[tuple[Section, Variable]]:
-    """The stored variables no array holds, kept per chain in ``_mcbackend/`` (``v2chain``)
+def _hidden(meta: RunMeta, section: Section, names: str) -> list[Variable]:
+    return hidden_variables(meta, section, array_members(meta, section, names))
+
+
+def ragged(meta: RunMeta, names: str = Names.ARVIZ) -> list[tuple[Section, Variable]]:
+    """The stored variables of dynamic shape, kept per chain in ``_mcbackend/`` (``v2chain``)
     and read through mcbackend only."""
     return [
         (section, var)
         for section in Section
-        for var in hidden_variables(meta, section, array_members(meta, section, names))
+        for var in _hidden(meta, section, names)
+        if VariableSpec.from_variable(var).is_ragged
     ]
 
 
 def sampled_arrays(
     meta: RunMeta, chunk_bytes: int, max_draws: int = MAX_CHUNK_DRAWS, names: str = Names.ARVIZ
 ) -> list[ArraySpec]:
-    """Every array of the sampled groups (``warmup_*`` only when a warm-up stat exists)."""
+    """Every array of the sampled groups (``warmup_*`` only when a warm-up stat exists), then
+    the hidden ones: fixed-shape stored variables no group shows (PyMC's ``in_warmup``, ...)."""
     arrays = []
     warmup = has_warmup(meta)
-    for group, (section, is_warmup) in SAMPLED.items():
-        if is_warmup and not warmup:
-            continue
-        for member in array_members(meta, section, names):
-            chunk = chunk_draws(member, chunk_bytes, max_draws)
-            arrays.append(ArraySpec(group, encode_name(member.name), member, section, chunk))
+    for hide in (False, True):
+        for group, (section, is_warmup) in SAMPLED.items():
+            if is_warmup and not warmup:
+                continue
+            if hide:
+                hidden = _hidden(meta, section, names)
+                members = [
+                    stored_member(v) for v in hidden if not VariableSpec.from_variable(v).is_ragged
+                ]
+            else:
+                members = array_members(meta, section, names)
+            for member in members:
+                chunk = chunk_draws(member, chunk_bytes, max_draws)
+                node = encode_name(member.name)
+                arrays.append(ArraySpec(group, node, member, section, chunk, hidden=hide))
     return arrays
 
 

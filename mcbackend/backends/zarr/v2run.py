@@ -28,8 +28,8 @@ from .v2layout import (
     data_group_files,
     group_attributes,
     group_document,
-    hidden,
     is_pymc,
+    ragged,
     run_coords,
     sampled_arrays,
 )
@@ -64,9 +64,10 @@ def create_v2_run(
     files = {"zarr.json": group_document({"mcbackend": settings})}
     arrays = sampled_arrays(meta, chunk_bytes, max_chunk_draws)
     coords = run_coords(meta)
-    for group in dict.fromkeys(a.group for a in arrays):
+    shown = [a for a in arrays if not a.hidden]
+    for group in dict.fromkeys(a.group for a in shown):
         files[f"{group}/zarr.json"] = group_document(group_attributes(meta, True, created_at))
-        sizes = {d: n for a in arrays if a.group == group for d, n in zip(a.dims, a.shape)}
+        sizes = {d: n for a in shown if a.group == group for d, n in zip(a.dims, a.shape)}
         files.update(coordinate_files(group, sizes, coords, compression))
     groups = sorted({a.group for a in arrays})
     files.update(shape_files(arrays, wanted_shapes({}, groups), compression))
@@ -98,7 +99,7 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
         self.max_chunk_draws = int(settings["max_chunk_draws"])
         self.names = settings["names"]
         self.arrays = sampled_arrays(meta, self.chunk_bytes, self.max_chunk_draws, self.names)
-        self.hidden = hidden(meta, self.names)
+        self.ragged = ragged(meta, self.names)
         self._by_name = {
             (a.group, part.name): (a, i)
             for a in self.arrays
@@ -119,7 +120,7 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
             f"{group}/zarr.json": group_document(
                 group_attributes(self.meta, True, created_at, **attrs)
             )
-            for group in dict.fromkeys(a.group for a in self.arrays)
+            for group in dict.fromkeys(a.group for a in self.arrays if not a.hidden)
         }
 
     def _settings(self) -> dict[str, Any]:
