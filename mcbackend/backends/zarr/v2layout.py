@@ -3,8 +3,9 @@ documents. Pure functions of the ``RunMeta``, no I/O.
 
 Group and node names, dims and what each array is made of come from
 ``mcbackend._arviz_layout.sampled_layout``, as for ``Run.to_inferencedata``, so a plain xarray
-reader and ``to_inferencedata`` agree. Stored variables no array shows (dynamic shapes, and
-PyMC's warm-up markers and ``warning``) are kept per chain beside the groups (``HIDDEN``).
+reader and ``to_inferencedata`` agree. Fixed-shape variables no group shows (PyMC's warm-up
+markers and ``warning``) are arrays under ``_mcbackend/hidden/<group>/`` (``ArraySpec.hidden``);
+dynamic shapes are kept per chain (``ragged``).
 """
 
 from __future__ import annotations
