@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +10,13 @@ import numpy as np
 
 from .meta import RunMeta, Variable
 
-__all__ = ["VariableSpec", "specs_by_name", "validate_run_meta", "numpy_dtype"]
+__all__ = [
+    "VariableSpec",
+    "numpy_dtype",
+    "specs_by_name",
+    "validate_run_meta",
+    "validate_values",
+]
 
 
 def numpy_dtype(dtype_name: str) -> np.dtype:
@@ -232,6 +238,31 @@ def specs_by_name(variables: Iterable[Variable], kind: str) -> dict[str, Variabl
             raise ValueError(f"Duplicate {kind} name {var.name!r}.")
         specs[var.name] = VariableSpec.from_variable(var)
     return specs
+
+
+def validate_values(
+    values: Mapping[str, Any],
+    specs: Mapping[str, VariableSpec],
+    what: str,
+    fill_missing: bool = False,
+) -> dict[str, np.ndarray]:
+    """Every value of one draw (or its stats) validated, by name; unknown names are refused,
+    missing ones too unless ``fill_missing`` (then stored as ``missing_value``)."""
+    if len(values) == len(specs):
+        try:
+            return {name: spec.validate(values[name]) for name, spec in specs.items()}
+        except KeyError:
+            pass  # a name is missing: named below
+    unknown = [name for name in values if name not in specs]
+    if unknown:
+        raise KeyError(f"The {what} has unknown names {unknown}; known: {list(specs)}.")
+    missing = [name for name in specs if name not in values]
+    if missing and not fill_missing:
+        raise ValueError(f"The {what} lacks values for {missing}.")
+    return {
+        name: spec.validate(values[name]) if name in values else spec.missing_value()
+        for name, spec in specs.items()
+    }
 
 
 def validate_run_meta(meta: RunMeta) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._validation import VariableSpec
+from ._validation import VariableSpec, validate_values
 
 __all__ = ["ColumnStore", "as_object_array"]
+
+ndarray = np.ndarray  # looked up per value staged
 
 
 class ColumnStore:
@@ -26,19 +29,73 @@ class ColumnStore:
             name: np.empty((self._capacity, *s.shape), dtype=s.dtype) if s.is_rigid else []
             for name, s in self.specs.items()
         }
+        self._staged: list[tuple[list[np.ndarray], np.ndarray]] = []
+        self._bind()
 
-    def append(self, values: dict[str, np.ndarray]) -> None:
+    def _bind(self) -> None:
+        """What ``stage`` needs per value, looked up once (again whenever columns change)."""
+        self._rigid_slots = [
+            (name, s.validate, s.dtype, s.shape, column)
+            for (name, s), column in zip(self.specs.items(), self.columns.values())
+            if isinstance(column, np.ndarray)
+        ]
+        self._list_slots = [
+            (name, s.validate, column)
+            for (name, s), column in zip(self.specs.items(), self.columns.values())
+            if isinstance(column, list)
+        ]
+
+    def stage(
+        self, values: Mapping[str, Any], what: str = "values", fill_missing: bool = False
+    ) -> None:
+        """Validate one draw's values into the row after the last, which ``commit`` then counts.
+
+        Raises naming a refused value (as ``validate_values``) and leaves the stored rows as
+        they were: a staged row is invisible until committed, and the next ``stage``
+        overwrites it. Values are copied, so callers may reuse their arrays.
+        """
         if self.length == self._capacity:
             self._grow()
+        if len(values) != len(self.specs):
+            values = validate_values(values, self.specs, what, fill_missing)
         i = self.length
-        columns = self.columns
-        for name, value in values.items():
-            column = columns[name]
-            if isinstance(column, list):
-                column.append(value)
-            else:
+        try:
+            for name, validate, dtype, shape, column in self._rigid_slots:
+                value = values[name]
+                if (
+                    type(value) is not np.ndarray
+                    or value.dtype is not dtype
+                    or value.shape != shape
+                ):
+                    value = validate(value)  # all but arrays of exactly the declared type
                 column[i] = value
+            if self._list_slots:
+                self._staged = [
+                    (column, validate(values[name])) for name, validate, column in self._list_slots
+                ]
+        except KeyError:
+            validate_values(values, self.specs, what, fill_missing)  # names an unknown name
+            raise
+
+    def staged(self, name: str) -> Any:
+        """The staged value of a variable (after a successful ``stage``)."""
+        column = self.columns[name]
+        if isinstance(column, np.ndarray):
+            return column[self.length]
+        return next(value for staged_in, value in self._staged if staged_in is column)
+
+    def commit(self) -> None:
+        """Count the staged row."""
+        if self._staged:
+            for column, value in self._staged:
+                column.append(value)
+            self._staged = []
         self.length += 1
+
+    def append(self, values: Mapping[str, Any]) -> None:
+        """Validate and store one draw's values."""
+        self.stage(values)
+        self.commit()
 
     def extend(self, other: ColumnStore) -> None:
         """Append every row of ``other`` (same variables)."""
@@ -65,6 +122,7 @@ class ColumnStore:
                 grown = np.empty((self._capacity, *column.shape[1:]), dtype=column.dtype)
                 grown[: self.length] = column[: self.length]
                 self.columns[name] = grown
+        self._bind()
 
     def trim(self) -> None:
         """Release the preallocated rows beyond ``length``."""
@@ -74,6 +132,7 @@ class ColumnStore:
         for name, column in self.columns.items():
             if isinstance(column, np.ndarray):
                 self.columns[name] = column[: self.length].copy()
+        self._bind()
 
     @property
     def nbytes(self) -> int:

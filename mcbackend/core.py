@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import VariableSpec, specs_by_name
+from ._validation import VariableSpec, specs_by_name, validate_values
 from .codec import Section
 from .errors import CorruptRunError, RunExistsError
 from .meta import ChainMeta, RunMeta, Variable
@@ -84,12 +84,10 @@ class Chain(Sized):
         the chain as it was. A stat left out (samplers skip some in some draws) is stored as
         its missing value: NaN for floats, 0, False, "" or an empty array.
         """
-        values = _validate_all(draw, self._variable_specs, "draw")
         bare = self.object_stats
         if bare is not None:
             stats = bare.store(stats or {})
-        stat_values = _validate_all(stats or {}, self._stat_specs, "stats", fill_missing=True)
-        self._append(values, stat_values)
+        self._validate_and_append(draw, stats or {})
         if bare is not None and bare.appended():
             self.close()  # PyMC's own adapter never closes its chains: their last draw does
 
@@ -107,6 +105,17 @@ class Chain(Sized):
         )
         if n:
             self._append_many(values, stat_values, n)
+
+    def _validate_and_append(self, draw: Mapping[str, Any], stats: Mapping[str, Any]) -> None:
+        """Validate one draw and store it; a refused value leaves the chain as it was.
+
+        By default the validated values go to ``_append`` as dicts; chains that keep draws in
+        ``ColumnStore``s validate them straight into their next row instead (fewer objects
+        per draw).
+        """
+        values = validate_values(draw, self._variable_specs, "draw")
+        stat_values = validate_values(stats, self._stat_specs, "stats", fill_missing=True)
+        self._append(values, stat_values)
 
     def _append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
         raise NotImplementedError()
@@ -428,29 +437,6 @@ def _check_slice(slc: slice) -> slice:
     if not isinstance(slc, slice):
         raise TypeError(f"Expected a slice, got {slc!r}.")
     return slc
-
-
-def _validate_all(
-    values: Mapping[str, Any],
-    specs: Mapping[str, VariableSpec],
-    what: str,
-    fill_missing: bool = False,
-) -> dict[str, np.ndarray]:
-    if len(values) == len(specs):
-        try:
-            return {name: spec.validate(values[name]) for name, spec in specs.items()}
-        except KeyError:
-            pass  # a name is missing: named below
-    unknown = [name for name in values if name not in specs]
-    if unknown:
-        raise KeyError(f"The {what} has unknown names {unknown}; known: {list(specs)}.")
-    missing = [name for name in specs if name not in values]
-    if missing and not fill_missing:
-        raise ValueError(f"The {what} lacks values for {missing}.")
-    return {
-        name: spec.validate(values[name]) if name in values else spec.missing_value()
-        for name, spec in specs.items()
-    }
 
 
 def _batch_length(draws: Mapping[str, Any], stats: Mapping[str, Any] | None) -> int:

@@ -561,6 +561,36 @@ class BackendConformance:
         )
         np.testing.assert_array_equal(chain.get_stats("s"), [True, True, True, False])
 
+    def test_refused_draw_leaves_no_trace_in_any_column(self, backend):
+        """A draw refused after some of its values passed (a later variable, or its stats)
+        stores none of them: in fixed-shape, dynamic-shape and str columns alike, now or with
+        the next draw appended."""
+        variables = [
+            Variable("a", "float32", [2]),
+            Variable("r", "int32", [-1]),
+            Variable("w", "str", []),
+            Variable("i", "int64", []),
+        ]
+        stat_vars = [Variable("s", "float64", []), Variable("q", "int32", [-1])]
+        meta = make_meta(variables, stat_vars)
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        draws, stats = random_draws(variables, 2, seed=1), random_draws(stat_vars, 2, seed=2)
+        chain.append(draws[0], stats[0])
+        passing = {"a": np.full(2, 99, "float32"), "r": np.full(5, 99, "int32"), "w": "refused"}
+        with pytest.raises(TypeError, match="'i' has dtype float64"):
+            chain.append({**passing, "i": 1.5}, stats[1])
+        with pytest.raises(TypeError, match="'q' has dtype <U1"):
+            chain.append({**passing, "i": 7}, {"s": 1.0, "q": np.array(["x"])})
+        chain.append(draws[1], stats[1])
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        assert len(chain) == 2
+        for var in variables:
+            assert_values_equal(chain.get_draws(var.name), [d[var.name] for d in draws], var)
+        for var in stat_vars:
+            assert_values_equal(chain.get_stats(var.name), [s[var.name] for s in stats], var)
+
     def test_bad_reads_refused(self, backend):
         _, run, chain, _ = self._run_with_data(backend)
         with pytest.raises(KeyError, match="Unknown variable 'nope'"):

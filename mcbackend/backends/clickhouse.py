@@ -303,10 +303,13 @@ class ClickHouseChain(Chain):
         self._lease.acquire()
         self._committed = self._count()  # a previous writer may have added draws
 
-    def _append(self, draw, stats) -> None:
+    def _validate_and_append(self, draw, stats) -> None:
+        # Copied into the buffer's next row: the caller may reuse its arrays.
+        self._draws.stage(draw, "draw")
+        self._stats.stage(stats, "stats", fill_missing=True)
         self._take_lease()
-        self._draws.append(draw)  # copies into the buffer: the caller may reuse its arrays
-        self._stats.append(stats)
+        self._draws.commit()
+        self._stats.commit()
         self._flush_if_due()
 
     def _append_many(self, draws, stats, n: int) -> None:

@@ -25,9 +25,11 @@ class NumPyChain(Chain):
         self._draws = ColumnStore(self._variable_specs.values(), preallocate)
         self._stats = ColumnStore(self._stat_specs.values(), preallocate)
 
-    def _append(self, draw, stats) -> None:
-        self._draws.append(draw)
-        self._stats.append(stats)
+    def _validate_and_append(self, draw, stats) -> None:
+        self._draws.stage(draw, "draw")
+        self._stats.stage(stats, "stats", fill_missing=True)
+        self._draws.commit()
+        self._stats.commit()
 
     def _append_many(self, draws, stats, n) -> None:
         self._draws.extend_rows(draws, 0, n)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,11 +47,21 @@ class DrawBuffer:
     def __len__(self) -> int:
         return self.stats.length
 
-    def append(self, draw: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
-        if not len(self):
+    def stage(self, draw: Mapping[str, Any], stats: Mapping[str, Any]) -> None:
+        """Validate one draw into the buffer's next row; ``commit`` counts it (see
+        ``ColumnStore.stage``: a refused value leaves the buffer as it was)."""
+        self.draws.stage(draw, "draw")
+        self.stats.stage(stats, "stats", fill_missing=True)
+
+    def commit(self) -> None:
+        if not self.stats.length:
             self.started = time.monotonic()
-        self.draws.append(draw)
-        self.stats.append(stats)
+        self.draws.commit()
+        self.stats.commit()
+
+    def append(self, draw: Mapping[str, Any], stats: Mapping[str, Any]) -> None:
+        self.stage(draw, stats)
+        self.commit()
 
     def extend_rows(self, draws: dict[str, Any], stats: dict[str, Any], lo: int, hi: int) -> None:
         if not len(self):
@@ -64,9 +74,10 @@ class DrawBuffer:
         return self.flush_every - (committed + len(self)) % self.flush_every
 
     def due(self, committed: int) -> bool:
-        if not len(self):
+        n = self.stats.length
+        if not n:
             return False
-        if (committed + len(self)) % self.flush_every == 0:
+        if (committed + n) % self.flush_every == 0:
             return True
         return (
             self.flush_seconds is not None and time.monotonic() - self.started >= self.flush_seconds

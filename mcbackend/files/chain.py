@@ -92,12 +92,19 @@ class BufferedChain(Chain):
         self._kept.clear()  # storage is the reference from here on
         self._writing = True
 
-    def _append(self, draw: Any, stats: Any) -> None:
+    def _validate_and_append(self, draw: Any, stats: Any) -> None:
         with self._writes.lock:
             if not self._writing:
                 self._start_writing()
-            self._buffer.append(draw, stats)
-            self._flush_if_due()
+            buffer = self._buffer
+            buffer.stage(draw, stats)
+            self._check_staged(buffer)
+            buffer.commit()
+            if buffer.due(self._writes.queued):
+                self._flush_due()
+
+    def _check_staged(self, buffer: DrawBuffer) -> None:
+        """Refuse the draw staged in ``buffer`` for reasons of the format (it is validated)."""
 
     def _append_many(self, draws: Any, stats: Any, n: int) -> None:
         with self._writes.lock:
@@ -124,10 +131,13 @@ class BufferedChain(Chain):
 
     def _flush_if_due(self) -> None:
         if self._buffer.due(self._writes.queued):
-            if self._run.background_flush:
-                self._flush_in_background()
-            else:
-                self.flush()
+            self._flush_due()
+
+    def _flush_due(self) -> None:
+        if self._run.background_flush:
+            self._flush_in_background()
+        else:
+            self.flush()
 
     def _flush_in_background(self) -> None:
         buffer = self._buffer

@@ -104,12 +104,19 @@ class ZarrV2Chain(BufferedChain):
                 )
             started = started or not flag
 
-    def _append(self, draw: Any, stats: Any) -> None:
-        with self._writes.lock:
-            flags = self._warmup_flags(stats, None)
+    def _check_staged(self, buffer: DrawBuffer) -> None:
+        stat = self._run.warmup_stat
+        if stat is None:
+            return
+        flag = buffer.stats.staged(stat)
+        if type(flag) is not np.bool_:
+            flags = self._warmup_flags({stat: flag}, None)
             self._check_warmup(flags)
-            super()._append(draw, stats)
             self._note_posterior(flags)
+        elif not flag:
+            self._posterior_started = True
+        elif self._posterior_started:
+            self._check_warmup(np.ones(1, bool))  # raises
 
     def _append_many(self, draws: Any, stats: Any, n: int) -> None:
         with self._writes.lock:
