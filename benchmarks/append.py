@@ -227,17 +227,23 @@ def reference_once(name: str, columns: dict[str, np.ndarray], scratch: str) -> f
 class Measurement:
     seconds: float
     latencies_ms: np.ndarray
+    #: CPU seconds of the whole process (every thread) meanwhile: steadier than wall time on
+    #: a busy machine, and it counts the writer threads' work too.
+    cpu_seconds: float = 0.0
     files: int | None = None
     stored_bytes: int | None = None
     flush: str = ""
 
 
-def append_all(backend: mcb.Backend, workload: Workload) -> tuple[float, np.ndarray, mcb.Run]:
+def append_all(
+    backend: mcb.Backend, workload: Workload
+) -> tuple[float, np.ndarray, mcb.Run, float]:
     """Seconds to create a run, append every draw to one chain and close the run; each
-    ``append``'s latency in ms."""
+    ``append``'s latency in ms; the CPU seconds of the process meanwhile."""
     latencies = np.empty(workload.n)
     stats = [{"in_warmup": False}, {"in_warmup": True}]  # a leading warm-up, as samplers do
     clock = time.perf_counter
+    cpu = time.process_time()
     start = clock()
     run = backend.init_run(workload.meta())
     chain = run.init_chain(0)
@@ -247,9 +253,10 @@ def append_all(backend: mcb.Backend, workload: Workload) -> tuple[float, np.ndar
         latencies[i] = clock() - t
     run.close()
     seconds = clock() - start
+    cpu = time.process_time() - cpu
     if len(chain) != workload.n:
         raise AssertionError(f"{backend}: {len(chain)} draws stored, {workload.n} appended")
-    return seconds, latencies * 1000, run
+    return seconds, latencies * 1000, run, cpu
 
 
 def flush_settings(run: mcb.Run) -> str:
@@ -277,8 +284,8 @@ class Case:
 
     def measure(self, workload: Workload) -> Measurement:
         backend, local_root = self.make()
-        seconds, latencies, run = append_all(backend, workload)
-        m = Measurement(seconds, latencies, flush=flush_settings(run))
+        seconds, latencies, run, cpu = append_all(backend, workload)
+        m = Measurement(seconds, latencies, cpu, flush=flush_settings(run))
         if local_root is not None:
             m.files, m.stored_bytes = local_files(local_root)
             shutil.rmtree(local_root, ignore_errors=True)
@@ -398,25 +405,27 @@ def report(
     print(f"{'reference':24s} {'MiB/s':>8s}  raw MiB/s per round")
     for name, seconds in refs.items():
         print(f"{name:24s} {ref_rates[name]:8.0f}  {fmt_raw([mib / s for s in seconds])}")
-    numpy_rate = None
+    numpy_rate = numpy_cpu_rate = None
     if "numpy" in results:
         numpy_rate = workload.n / statistics.median(m.seconds for m in results["numpy"])
+        numpy_cpu_rate = workload.n / statistics.median(m.cpu_seconds for m in results["numpy"])
     header = (
-        f"{'backend':24s} {'draws/s':>9s} {'MiB/s':>7s} {'/numpy':>7s} {'/files':>7s}"
+        f"{'backend':24s} {'draws/s':>9s} {'MiB/s':>7s} {'/numpy':>7s} {'cpu/np':>7s} {'/files':>7s}"
         f" {'/fsync':>7s} {'/codec':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'>5ms':>5s}"
         f" {'files/MiB':>9s} {'size':>6s}  raw draws/s per round"
     )
     print(header)
     for label, ms in results.items():
-        print(backend_line(label, ms, workload, ref_rates, numpy_rate))
+        print(backend_line(label, ms, workload, ref_rates, numpy_rate, numpy_cpu_rate))
     settings = {label: ms[0].flush for label, ms in results.items() if ms and ms[0].flush}
     for label, text in settings.items():
         print(f"  flush settings, {label}: {text}")
 
 
-def backend_line(label, ms, workload, ref_rates, numpy_rate) -> str:
+def backend_line(label, ms, workload, ref_rates, numpy_rate, numpy_cpu_rate) -> str:
     rates = [workload.n / m.seconds for m in ms]
     rate = workload.n / statistics.median(m.seconds for m in ms)
+    cpu_rate = workload.n / statistics.median(max(m.cpu_seconds, 1e-9) for m in ms)
     mib_rate = rate * workload.draw_bytes / 2**20
     codec = {"zarr": "zarr codec", "parquet": "parquet codec"}.get(label.split()[0])
     lat = np.concatenate([m.latencies_ms for m in ms])
@@ -430,7 +439,8 @@ def backend_line(label, ms, workload, ref_rates, numpy_rate) -> str:
     size = f"{stored / 2**20 / workload.mib:6.2f}" if stored is not None else f"{'-':>6s}"
     return (
         f"{label:24s} {rate:9.0f} {mib_rate:7.1f}"
-        f" {ratio(rate, numpy_rate):>7s} {ratio(mib_rate, ref_rates['files']):>7s}"
+        f" {ratio(rate, numpy_rate):>7s} {ratio(cpu_rate, numpy_cpu_rate):>7s}"
+        f" {ratio(mib_rate, ref_rates['files']):>7s}"
         f" {ratio(mib_rate, ref_rates['files+fsync']):>7s}"
         f" {ratio(mib_rate, ref_rates.get(codec or '', 0.0)):>7s}"
         f" {p50:7.3f} {p99:7.3f} {lat.max():7.1f} {slow:5.0f} {per_mib} {size}  {fmt_raw(rates)}"
@@ -483,6 +493,8 @@ LEGEND = """\
 Columns: draws/s and MiB/s of appending and closing (median of rounds); /numpy, /files,
 /fsync, /codec: that rate over NumPyBackend's, over writing the same bytes to 4 MiB files
 (page cache; one fsync per file at the end) and over the format's default codec on one thread;
+cpu/np: draws per CPU second of the process (all threads) over NumPyBackend's, steadier than
+wall time when the machine is busy;
 p50/p99: per-append latency (median over rounds), max: worst append of all rounds, >5ms:
 appends slower than 5 ms per round; files/MiB: files written per MiB of draws, size: bytes
 stored over bytes of draws (local)."""

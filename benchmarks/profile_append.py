@@ -104,7 +104,7 @@ def child(args: argparse.Namespace) -> None:
     wall = 0.0
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as root:
-            seconds, latencies, _ = bench.append_all(cls(root), workload)
+            seconds, latencies, _, _ = bench.append_all(cls(root), workload)
         wall += seconds
         print(
             f"{workload.n / seconds:.0f} draws/s, {workload.mib / seconds:.1f} MiB/s, "

@@ -119,22 +119,30 @@ def check_pymc_nuts(result) -> None:
 
 
 def timed_sample(m: Model, trace, cores: int) -> float:
-    start = time.perf_counter()
+    """Wall seconds of one ``pm.sample``; its CPU seconds (every thread of this process) are
+    added to ``CPU_SECONDS``."""
+    start, cpu = time.perf_counter(), time.process_time()
     with m.model:
         result = pm.sample(
             tune=m.tune, draws=m.draws, chains=2, cores=cores, trace=trace, random_seed=1,
             nuts_sampler="pymc", progressbar=False, compute_convergence_checks=False,
         )  # fmt: skip
     seconds = time.perf_counter() - start
+    CPU_SECONDS.append(time.process_time() - cpu)
     if trace is None:
         check_pymc_nuts(result)
     return seconds
+
+
+#: CPU seconds of every ``timed_sample`` so far, in order.
+CPU_SECONDS: list[float] = []
 
 
 def paired_rounds(m: Model, factories: dict, repeat: int, cores: int):
     """Each configuration right after a default run, the order rotating between rounds."""
     times: dict[str, list[float]] = {name: [] for name in factories}
     ratios: dict[str, list[float]] = {name: [] for name in factories}
+    cpu_ratios: dict[str, list[float]] = {name: [] for name in factories}
     names = list(factories)[1:]
     for r in range(repeat):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -143,18 +151,32 @@ def paired_rounds(m: Model, factories: dict, repeat: int, cores: int):
             times["pymc-default"].append(base)
             times[name].append(seconds)
             ratios[name].append(seconds / base)
+            cpu_ratios[name].append(CPU_SECONDS[-1] / CPU_SECONDS[-2])
         print(f"  round {r + 1}/{repeat} done", flush=True)
-    return times, ratios
+    return times, ratios, cpu_ratios
 
 
-def report(title: str, times: dict[str, list[float]], ratios: dict[str, list[float]]) -> None:
+def report(
+    title: str,
+    times: dict[str, list[float]],
+    ratios: dict[str, list[float]],
+    cpu_ratios: dict[str, list[float]],
+) -> None:
+    """Wall-time ratios (the targets) and, as a check on a busy machine, CPU-time ratios
+    (the process's CPU seconds, every thread, over the paired default run's)."""
     print(f"\n== {title} ==")
-    print(f"{'trace':18s} {'best s':>7s} {'median s':>8s} {'ratio':>8s}  raw ratios of pairs")
+    print(
+        f"{'trace':18s} {'best s':>7s} {'median s':>8s} {'ratio':>8s} {'cpu':>8s}"
+        "  raw ratios of pairs | raw cpu ratios"
+    )
     for name, seconds in times.items():
         raw = " ".join(f"{r:.3f}" for r in ratios[name])
+        raw_cpu = " ".join(f"{r:.3f}" for r in cpu_ratios[name])
         ratio = f"{statistics.median(ratios[name]):.3f}x" if ratios[name] else "1"
+        cpu = f"{statistics.median(cpu_ratios[name]):.3f}x" if cpu_ratios[name] else "1"
         print(
-            f"{name:18s} {min(seconds):7.2f} {statistics.median(seconds):8.2f} {ratio:>8s}  [{raw}]"
+            f"{name:18s} {min(seconds):7.2f} {statistics.median(seconds):8.2f} {ratio:>8s}"
+            f" {cpu:>8s}  [{raw}] | [{raw_cpu}]"
         )
 
 
