@@ -228,7 +228,13 @@ class TraceBackend(BaseTrace):
             for name, stored in names.items():
                 fill = self._stat_fill[stored]
                 columns[stored] = [r[s].get(name, fill) if s < len(r) else fill for r, _ in rows]
-            unknown = {k for r, _ in rows if s < len(r) for k in r[s] if k not in names}
+            unknown = {
+                k
+                for r, _ in rows
+                if s < len(r) and not r[s].keys() <= names.keys()
+                for k in r[s]
+                if k not in names
+            }
             if unknown:
                 raise KeyError(f"Sampler {s} reported stats {sorted(unknown)} it did not declare.")
         for name in self._object_stats:
@@ -236,7 +242,7 @@ class TraceBackend(BaseTrace):
             for i, value in enumerate(columns[name]):
                 if value is not None:
                     kept[self._stored + i] = value
-            columns[name] = [to_json(value) for value in columns[name]]
+            columns[name] = [_NULL if value is None else to_json(value) for value in columns[name]]
         return columns
 
     def close(self) -> None:
@@ -376,6 +382,10 @@ def _start_session(backend: Backend, rid: str, sampling: _Sampling, sampler_vars
         stat_fill=stat_fill,
         expected_chains=sampling.chains,
     )
+
+
+#: ``to_json(None)``: most draws' warning stat.
+_NULL = to_json(None)
 
 
 def _variables(model: Model, values: Mapping[str, np.ndarray]) -> list[Variable]:
