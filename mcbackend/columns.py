@@ -145,6 +145,24 @@ class ColumnStore:
                 total += sum(value.nbytes + 112 for value in column)
         return total
 
+    @property
+    def data_nbytes(self) -> int:
+        """Bytes of the values held (``nbytes`` less the preallocated rows not used yet)."""
+        return self.nbytes_of(self.columns, 0, self.length)
+
+    def nbytes_of(self, columns: dict[str, np.ndarray | list], lo: int, hi: int) -> int:
+        """Bytes rows ``lo:hi`` of validated columns take once held (as ``nbytes`` counts)."""
+        total = 0
+        for name, rows in columns.items():
+            spec = self.specs.get(name)
+            if spec is None:  # not validated yet: validation names it
+                continue
+            if isinstance(self.columns[name], np.ndarray):
+                total += (hi - lo) * int(np.prod(spec.shape)) * spec.dtype.itemsize
+            else:
+                total += sum(np.asarray(value).nbytes + 112 for value in rows[lo:hi])
+        return total
+
     def rows(self, name: str, lo: int, hi: int) -> np.ndarray | list[np.ndarray]:
         """Rows ``lo:hi`` of a column, not copied: an array view, or a list of draws."""
         return self.columns[name][max(lo, 0) : min(hi, self.length)]

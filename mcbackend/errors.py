@@ -13,6 +13,7 @@ __all__ = [
     "BucketNotFoundError",
     "ChainLockedError",
     "CorruptRunError",
+    "DrawNotKeptError",
     "FlushError",
     "FormatVersionError",
     "MCBackendError",
@@ -48,6 +49,11 @@ class FormatVersionError(MCBackendError, ValueError):
 
 class FlushError(MCBackendError, OSError):
     """Writing buffered draws failed; the message says which draws are kept."""
+
+
+class DrawNotKeptError(FlushError):
+    """``append`` did not keep the draw (or batch) it was given: writes have been failing and
+    the draws waiting for storage fill their memory bound. Earlier draws stay kept."""
 
 
 class ReadOnlyError(MCBackendError, PermissionError):

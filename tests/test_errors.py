@@ -15,6 +15,7 @@ from mcbackend import errors
         (mcb.CorruptRunError, ValueError),
         (mcb.FormatVersionError, ValueError),
         (mcb.FlushError, OSError),
+        (mcb.DrawNotKeptError, mcb.FlushError),
         (mcb.ReadOnlyError, PermissionError),
         (mcb.ChainLockedError, RuntimeError),
         (mcb.BucketNotFoundError, FileNotFoundError),

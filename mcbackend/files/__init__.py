@@ -12,7 +12,7 @@
 - ``chain``: ``BufferedChain``, appends and reads on top of buffer and pipeline.
 """
 
-from .base import FileBackend, FileRun
+from .base import MAX_UNSTORED_BYTES, FileBackend, FileRun
 from .buffer import DrawBuffer, auto_flush_every
 from .chain import BufferedChain
 from .layout import MARKER, SIDECAR, RunInfo, check_rid, list_runs, read_run_info
@@ -21,6 +21,7 @@ from .pipeline import WriteFailed, WritePipeline
 
 __all__ = [
     "MARKER",
+    "MAX_UNSTORED_BYTES",
     "SIDECAR",
     "BufferedChain",
     "DrawBuffer",

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
     from .chain import BufferedChain
 
-__all__ = ["FileBackend", "FileRun"]
+__all__ = ["MAX_UNSTORED_BYTES", "FileBackend", "FileRun"]
+
+#: Default bound of the draws a chain keeps in memory while its writes fail (storage away).
+MAX_UNSTORED_BYTES = 256 << 20
 
 
 class FileRun[ChainT: BufferedChain](Run):
@@ -53,6 +56,7 @@ class FileRun[ChainT: BufferedChain](Run):
         flush_every: int | None = None,
         flush_seconds: float | None = 10.0,
         background_flush: bool = True,
+        max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         read_only: bool = False,
     ) -> None:
         super().__init__(meta)
@@ -60,6 +64,7 @@ class FileRun[ChainT: BufferedChain](Run):
         self.flush_every = flush_every or auto_flush_every(meta, self.flush_target_bytes)
         self.flush_seconds = flush_seconds
         self.background_flush = background_flush
+        self.max_unstored_bytes = max_unstored_bytes
         self.read_only = read_only
         self._chains: dict[int, ChainT] = {}
 
@@ -107,6 +112,9 @@ class FileBackend(Backend):
         create_bucket: bool = False,
         **run_options: Any,
     ) -> None:
+        limit = run_options.get("max_unstored_bytes", MAX_UNSTORED_BYTES)
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"max_unstored_bytes must be a number of bytes >= 0, got {limit!r}.")
         self.location = Location.from_url(url_or_path, storage_options)
         self.create_bucket = create_bucket
         if is_read_only(self.location):

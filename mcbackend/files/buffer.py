@@ -95,6 +95,15 @@ class DrawBuffer:
     def nbytes(self) -> int:
         return self.draws.nbytes + self.stats.nbytes
 
+    @property
+    def data_nbytes(self) -> int:
+        """Bytes of the draws held (preallocated rows not counted)."""
+        return self.draws.data_nbytes + self.stats.data_nbytes
+
+    def nbytes_of(self, draws: dict[str, Any], stats: dict[str, Any], lo: int, hi: int) -> int:
+        """Bytes draws ``lo:hi`` of validated columns would add to ``data_nbytes``."""
+        return self.draws.nbytes_of(draws, lo, hi) + self.stats.nbytes_of(stats, lo, hi)
+
     def empty_like(self) -> DrawBuffer:
         return DrawBuffer(
             self._draw_specs,
@@ -111,6 +120,14 @@ class DrawBuffer:
             merged.stats.extend(part.stats)
         merged.started = self.started
         return merged
+
+    def tail(self, skip: int) -> DrawBuffer:
+        """A buffer of this buffer's draws after the first ``skip``."""
+        rest = self.empty_like()
+        rest.draws.extend_rows(self.draws.columns, skip, len(self))
+        rest.stats.extend_rows(self.stats.columns, skip, len(self))
+        rest.started = self.started
+        return rest
 
 
 def auto_flush_every(meta: RunMeta, target_bytes: int = 4 << 20) -> int:

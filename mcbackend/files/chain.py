@@ -3,6 +3,8 @@ and go to storage through the chain's ``WritePipeline``; reads see every appende
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,16 +14,25 @@ from .._validation import VariableSpec
 from ..codec import Section
 from ..columns import as_object_array
 from ..core import Chain, positions, read_positions
-from ..errors import FlushError, ReadOnlyError
+from ..errors import (
+    CorruptRunError,
+    DrawNotKeptError,
+    FlushError,
+    ReadOnlyError,
+    StorageUnreachableError,
+)
 from ..meta import ChainMeta
 from . import flusher
 from .buffer import DrawBuffer
 from .pipeline import WriteFailed, WritePipeline
+from .storage import reaching, where
 
 if TYPE_CHECKING:
     from .base import FileRun
 
 __all__ = ["BufferedChain"]
+
+_log = logging.getLogger(__name__)
 
 
 class BufferedChain(Chain):
@@ -29,23 +40,35 @@ class BufferedChain(Chain):
 
     When a flush is due (by count or time), the buffer is handed to the write pipeline, whose
     writer thread writes it while appends go on into a fresh buffer. ``flush()`` (and every
-    read) waits for the pipeline and writes the rest in the calling thread. A failed write
-    loses nothing: its draws go back in front of the buffer, the chain resumes from storage,
-    and the next flush retries.
+    read) waits for the pipeline and writes the rest in the calling thread.
+
+    A failed write loses nothing (storage away, disk full): its draws go back in front of the
+    buffer and wait in memory. ``append`` keeps its draw and returns, or raises and keeps
+    nothing of it: while writes fail it refuses draws (``DrawNotKeptError``) once the draws
+    waiting would take more than ``max_unstored_bytes``. Appends retry writing at most every
+    ``retry_seconds`` (in the background with ``background_flush``), ``flush()`` and
+    ``close()`` at once, raising ``FlushError`` while storage fails. Before the next write
+    the writers are rebuilt from storage, which must hold exactly the draws stored before:
+    if storage lost some meanwhile, writing stops with ``CorruptRunError`` rather than
+    renumbering draws.
 
     Written buffers stay in memory up to ``memory_bytes`` per chain, so reading recent draws
     (PyMC reading a chain right after sampling it, progress checks) never touches storage.
 
     Every field is guarded by the pipeline's lock (``self._writes.lock``), which every append,
-    flush and read holds; the idle flusher's thread only tries it.
+    flush and read holds; the idle flusher's thread only tries it. ``_stale`` is also read and
+    cleared by the writer thread, only while no failure is being collected.
 
     Subclasses implement ``_stored_length`` (committed draws, read from storage), ``_resume``
-    (prepare appending after them; sets ``_committed``), ``_write(buffer, start, n)`` (write
-    ``n`` buffered draws as draws ``start...``, commit point last) and ``_reader``.
+    (prepare appending after the committed draws, returns their number), ``_write(buffer,
+    start, n)`` (write ``n`` buffered draws as draws ``start...``, commit point last) and
+    ``_reader``.
     """
 
     #: Bytes of written draws each chain keeps in memory for reads.
     memory_bytes: int = 64 << 20
+    #: While writes fail, appends try again at most this often (``flush()`` always tries).
+    retry_seconds: float = 5.0
 
     def __init__(self, cmeta: ChainMeta, run: FileRun, *, created: bool = False) -> None:
         super().__init__(cmeta, run.meta)
@@ -56,9 +79,12 @@ class BufferedChain(Chain):
             flush_every=run.flush_every,
             flush_seconds=run.flush_seconds,
         )
-        self._writes = WritePipeline(self._write, name=self.cid, on_written=self._keep)
+        self._writes = WritePipeline(self._write_step, name=self.cid, on_written=self._written)
         self._writing = created  # appending: the pipeline's counters are valid
         self._kept: list[tuple[int, DrawBuffer]] = []  # written draws held: (start, buffer)
+        self._failure: BaseException | None = None  # why the newest write failed
+        self._retry_at = 0.0  # appends retry a failed write from this time.monotonic() on
+        self._stale = False  # a write failed: rebuild the writers from storage first
         flusher.register(self)
 
     @property
@@ -73,7 +99,7 @@ class BufferedChain(Chain):
     def _stored_length(self) -> int:
         raise NotImplementedError()
 
-    def _resume(self) -> None:
+    def _resume(self) -> int:
         raise NotImplementedError()
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
@@ -83,33 +109,24 @@ class BufferedChain(Chain):
         """Reads stored draws ``lo:hi`` of one variable or stat."""
         raise NotImplementedError()
 
-    # ---- writing ------------------------------------------------------------------------
-
-    def _start_writing(self) -> None:
-        if self._run.read_only:
-            raise ReadOnlyError(f"Chain {self.cid} at {self._run.location} is open read-only.")
-        self._resume()
-        self._kept.clear()  # storage is the reference from here on
-        self._writing = True
+    # ---- appending ----------------------------------------------------------------------
 
     def _validate_and_append(self, draw: Any, stats: Any) -> None:
         with self._writes.lock:
-            if not self._writing:
-                self._start_writing()
+            one = ({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()})
+            self._admit(self._buffer.nbytes_of(*one, 0, 1) if self._failure else 0, 1)
             buffer = self._buffer
             buffer.stage(draw, stats)
             self._check_staged(buffer)
             buffer.commit()
-            if buffer.due(self._writes.queued):
-                self._flush_due()
+            self._flush_if_due()
 
     def _check_staged(self, buffer: DrawBuffer) -> None:
         """Refuse the draw staged in ``buffer`` for reasons of the format (it is validated)."""
 
     def _append_many(self, draws: Any, stats: Any, n: int) -> None:
         with self._writes.lock:
-            if not self._writing:
-                self._start_writing()
+            self._admit(self._buffer.nbytes_of(draws, stats, 0, n) if self._failure else 0, n)
             done = 0
             while done < n:  # in pieces that end where count flushes are due
                 end = done + min(n - done, self._buffer.room(self._writes.queued))
@@ -117,32 +134,96 @@ class BufferedChain(Chain):
                 done = end
                 self._flush_if_due()
 
+    def _admit(self, nbytes: int, n: int) -> None:
+        """Before ``n`` draws taking ``nbytes`` are kept: start writing (a reopened chain
+        resumes from storage), and while writes fail, make sure the draws waiting stay within
+        ``max_unstored_bytes``. Raises, keeping none of them, if they cannot be kept."""
+        if not self._writing:
+            self._start_writing(n)
+        if self._failure is None:
+            return
+        if isinstance(self._failure, CorruptRunError):
+            raise CorruptRunError(f"{self._failure} {self._not_kept(n)}.")
+        limit = self._run.max_unstored_bytes
+        if self._unstored_nbytes() + nbytes <= limit:
+            return
+        self._retry()
+        if self._failure is None and self._unstored_nbytes() + nbytes <= limit:
+            return
+        waiting = len(self) - self._committed
+        raise DrawNotKeptError(
+            f"Chain {self.cid}: {self._not_kept(n)}: writing to {where(self._run.location)} "
+            f"failed ({self._failure}), and the {waiting} draws waiting in memory take "
+            f"{self._unstored_nbytes()} bytes (max_unstored_bytes={limit}). The {len(self)} "
+            "draws appended before are kept and are written once storage answers."
+        )
+
+    def _not_kept(self, n: int) -> str:
+        first = self._writes.queued + len(self._buffer)
+        if n == 1:
+            return f"draw {first} was not kept"
+        return f"draws {first}-{first + n - 1} were not kept"
+
+    def _unstored_nbytes(self) -> int:
+        return sum(b.data_nbytes for b in [*self._writes.buffers, self._buffer])
+
+    def _start_writing(self, n: int) -> None:
+        if self._run.read_only:
+            raise ReadOnlyError(f"Chain {self.cid} at {self._run.location} is open read-only.")
+        try:
+            with reaching(self._run.location):
+                self._committed = self._resume()
+        except StorageUnreachableError as ex:
+            raise DrawNotKeptError(
+                f"Chain {self.cid}: {self._not_kept(n)}: appending needs the chain's "
+                f"committed length from storage. {ex}"
+            ) from ex
+        self._kept.clear()  # storage is the reference from here on
+        self._writing = True
+
+    # ---- writing ------------------------------------------------------------------------
+
     def flush_if_idle(self) -> None:
         """Write a buffer that waited ``flush_seconds`` for the next append (from the idle
-        flusher's thread). A chain busy elsewhere, with a write under way, or whose last write
-        failed (the next flush reports and retries it) is left alone."""
+        flusher's thread). A chain busy elsewhere or with a write under way is left alone."""
         if not self._writes.lock.acquire(blocking=False):
             return
         try:
-            if self._writes.settled and self._writing and self._buffer.due(self._writes.queued):
-                self._flush_in_background()
+            if self._writing and self._writes.done and self._may_retry():
+                self._checked(self._writes.wait, report=False)
+                if self._buffer.due(self._writes.queued):
+                    self._flush_in_background(report=False)
         finally:
             self._writes.lock.release()
 
     def _flush_if_due(self) -> None:
-        if self._buffer.due(self._writes.queued):
-            self._flush_due()
+        """A due flush from an append: a failure is reported by a later flush (or by an append
+        that cannot keep its draw), never by the append that kept its draw."""
+        if not self._buffer.due(self._writes.queued) or not self._may_retry():
+            return
+        if not self._run.background_flush:
+            self._write_buffer(report=False)
+        elif self._failure is None or self._writes.done:  # never wait on failing storage
+            self._flush_in_background(report=False)
 
-    def _flush_due(self) -> None:
-        if self._run.background_flush:
-            self._flush_in_background()
-        else:
-            self.flush()
+    def _may_retry(self) -> bool:
+        return self._failure is None or time.monotonic() >= self._retry_at
 
-    def _flush_in_background(self) -> None:
+    def _retry(self) -> None:
+        """Try writing the waiting draws again, without waiting on storage in the background."""
+        if not self._may_retry():
+            return
+        if not self._run.background_flush:
+            self._write_buffer(report=False)
+        elif self._writes.done:
+            self._checked(self._writes.wait, report=False)
+            if self._failure is not None and len(self._buffer):
+                self._flush_in_background(report=False)
+
+    def _flush_in_background(self, report: bool) -> None:
         buffer = self._buffer
-        self._checked(self._writes.submit, buffer, len(buffer))
-        self._buffer = buffer.empty_like()
+        if self._checked(self._writes.submit, buffer, len(buffer), report=report):
+            self._buffer = buffer.empty_like()
 
     def flush(self, wait: bool = True) -> None:
         """Wait for the writes under way, then write what is buffered (commit point last).
@@ -152,20 +233,24 @@ class BufferedChain(Chain):
         """
         with self._writes.lock:
             if not wait and self._run.background_flush and len(self._buffer):
-                if not self._writing:
-                    self._start_writing()
-                self._flush_in_background()
+                if self._failure is None or self._writes.done:
+                    self._flush_in_background(report=False)
                 return
-            self._checked(self._writes.wait)
-            if not len(self._buffer):
-                return
-            if not self._writing:
-                self._start_writing()
-            self._checked(self._writes.write_now, self._buffer, len(self._buffer))
+            self._write_buffer(report=True)
+
+    def _write_buffer(self, report: bool) -> None:
+        """Wait for the writes under way (the draws of failed ones rejoin the buffer), then
+        write the buffer in this thread."""
+        self._checked(self._writes.wait, report=False)
+        if len(self._buffer) and self._checked(
+            self._writes.write_now, self._buffer, len(self._buffer), report=report
+        ):
             self._buffer = self._buffer.empty_like()
 
-    def _checked(self, step: Callable[..., None], *args: Any) -> None:
-        """Run a pipeline step; a failed write's draws go back in front of the buffer."""
+    def _checked(self, step: Callable[..., None], *args: Any, report: bool = True) -> bool:
+        """Run a pipeline step; whether it succeeded. A failed write's draws go back in front
+        of the buffer; with ``report`` the failure is raised (``FlushError``, or
+        ``CorruptRunError`` when storage lost draws)."""
         try:
             step(*args)
         except WriteFailed as failure:
@@ -175,8 +260,62 @@ class BufferedChain(Chain):
             for later in failure.buffers[1:]:
                 merged = merged.merged_with(later)
             self._buffer = merged
-            self._writing = False  # the writers restart from storage
-            raise self._flush_error(failure.cause) from failure.cause
+            self._stale = True  # the writers restart from storage
+            if self._failure is None:
+                _log.warning("%s", self._flush_error(failure.cause))
+            self._failure = failure.cause
+            self._retry_at = time.monotonic() + self.retry_seconds
+            if report:
+                raise self._flush_error(failure.cause) from failure.cause
+            return False
+        return True
+
+    def _write_step(self, buffer: DrawBuffer, start: int, n: int) -> None:
+        """The pipeline's write. After a failed write the writers are first rebuilt from
+        storage; draws of this write that storage holds already (a write whose reply was lost
+        landed) are not written again."""
+        skip = self._reopen(start, n) if self._stale else 0
+        if skip < n:
+            self._write(buffer.tail(skip) if skip else buffer, start + skip, n - skip)
+
+    def _reopen(self, start: int, n: int) -> int:
+        """Rebuild the writers from storage, which must hold the ``start`` draws stored
+        before, and at most the ``n`` of this write; how many of those it holds."""
+        stored = self._checked_stored(self._stored_length, start, n)
+        stored = self._checked_stored(self._resume, start, n)
+        self._stale = False
+        return stored - start
+
+    def _checked_stored(self, read: Callable[[], int], start: int, n: int) -> int:
+        location = where(self._run.location)
+        try:
+            stored = read()
+        except FileNotFoundError as ex:
+            raise CorruptRunError(
+                f"Chain {self.cid}: its commit point at {location} is gone ({ex}), yet {start} "
+                "draws were stored: storage lost them. Nothing more is written."
+            ) from ex
+        if stored < start:
+            raise CorruptRunError(
+                f"Chain {self.cid}: storage at {location} holds {stored} committed draws, yet "
+                f"{start} were stored: draws {stored}-{start - 1} were lost there (files "
+                "deleted or rolled back). Nothing more is written, so no draw is renumbered."
+            )
+        if stored > start + n:
+            raise CorruptRunError(
+                f"Chain {self.cid}: storage at {location} holds {stored} committed draws, more "
+                f"than the {start + n} appended here: another writer appended to the chain. "
+                "Nothing more is written."
+            )
+        return stored
+
+    def _written(self, start: int, buffer: DrawBuffer) -> None:
+        if self._failure is not None:
+            _log.warning(
+                "Chain %s: storage answers again; the draws that waited are stored.", self.cid
+            )
+            self._failure = None
+        self._keep(start, buffer)
 
     def _keep(self, start: int, buffer: DrawBuffer) -> None:
         """Hold written draws for reads; the oldest go once more than ``memory_bytes`` are held."""
@@ -186,10 +325,14 @@ class BufferedChain(Chain):
         while self._kept and held > self.memory_bytes:
             held -= self._kept.pop(0)[1].nbytes
 
-    def _flush_error(self, ex: BaseException) -> FlushError:
+    def _flush_error(self, ex: BaseException) -> FlushError | CorruptRunError:
+        waiting = len(self) - self._committed
+        if isinstance(ex, CorruptRunError):
+            return CorruptRunError(f"{ex} {waiting} draws appended here are not stored.")
         return FlushError(
-            f"Writing draws of chain {self.cid} failed: {ex}. Every appended draw is kept "
-            f"({len(self)} in all); the next flush retries the unwritten ones."
+            f"Writing draws of chain {self.cid} to {where(self._run.location)} failed: {ex}. "
+            f"Every appended draw is kept ({len(self)} in all); {waiting} of them are not yet "
+            "stored and wait in memory; the next flush (or append) retries them."
         )
 
     def _finishing_error(self, step: str, ex: BaseException) -> FlushError:

@@ -168,6 +168,16 @@ class WritePipeline:
         self._on_written(oldest.start, oldest.buffer)
 
     @property
+    def done(self) -> bool:
+        """No write is under way (finished ones, failed or not, may wait to be collected)."""
+        return all(w.future.done() for w in self._in_flight)
+
+    @property
+    def buffers(self) -> list[DrawBuffer]:
+        """The buffers of the writes handed over and not collected yet, oldest first."""
+        return [w.buffer for w in self._in_flight]
+
+    @property
     def settled(self) -> bool:
         """No write is under way, and none failed without being collected yet."""
         return all(w.future.done() and w.future.exception() is None for w in self._in_flight)

@@ -26,6 +26,7 @@ __all__ = [
     "check_bucket",
     "is_read_only",
     "reaching",
+    "where",
     "with_storage_defaults",
 ]
 
@@ -84,6 +85,13 @@ def endpoint(location: Location) -> str:
         )
         return f"the S3 endpoint {url}" if url else "AWS S3"
     return f"the {protocols[0]} server of {location}"
+
+
+def where(location: Location) -> str:
+    """``location``, and for S3 the endpoint its requests go to, for error messages."""
+    if any(p in S3_PROTOCOLS for p in _protocols(location.fs)):
+        return f"{location} ({endpoint(location)})"
+    return str(location)
 
 
 @contextlib.contextmanager

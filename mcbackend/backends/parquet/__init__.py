@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import FormatVersionError
-from ...files import FileBackend, FileRun
+from ...files import MAX_UNSTORED_BYTES, FileBackend, FileRun
 from ...meta import RunMeta
 from .v1 import COMPACT_BELOW, FORMAT, ParquetChain, ParquetRun
 from .v2 import ParquetChainV2, ParquetRunV2
@@ -53,6 +53,10 @@ class ParquetBackend(FileBackend):
     background_flush
         Write count/time-triggered flushes in a background thread while appends go on
         (``flush()``, reads and closing wait for it).
+    max_unstored_bytes
+        While writes fail (storage away, disk full), each chain keeps the draws not yet
+        stored in memory up to this many bytes (default 256 MiB) and retries; beyond it
+        ``append`` raises ``DrawNotKeptError`` and does not keep the draw.
     read_only
         Open runs for reading only (runs in zip archives and on web servers always are).
     create_bucket
@@ -77,6 +81,7 @@ class ParquetBackend(FileBackend):
         compression: str | None = "zstd",
         compact: bool = True,
         background_flush: bool = True,
+        max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         read_only: bool = False,
         format_version: int = DEFAULT_FORMAT_VERSION,
         create_bucket: bool = False,
@@ -94,6 +99,7 @@ class ParquetBackend(FileBackend):
             compression=compression,
             compact=compact,
             background_flush=background_flush,
+            max_unstored_bytes=max_unstored_bytes,
             read_only=read_only,
         )
         self._write_version = format_version

@@ -257,8 +257,8 @@ class ParquetChain(BufferedChain):
         self._stranded = [p for p in parse_parts(names) if p.start > end]
         return end
 
-    def _resume(self) -> None:
-        self._committed = self._stored_length()
+    def _resume(self) -> int:
+        return self._stored_length()
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         """The draws as one new Parquet file (one row group)."""

@@ -184,9 +184,9 @@ class ParquetChainV2(ParquetChain):
     def _arrow_schema(self) -> pa.Schema:
         return arrow_schema_v2(self._run.meta, self.cmeta.chain_number)
 
-    def _resume(self) -> None:
-        super()._resume()
+    def _resume(self) -> int:
         self._warmup_open = None
+        return super()._resume()
 
     def _table(self, buffer: DrawBuffer, start: int, n: int) -> pa.Table:
         arrays: dict[str, pa.Array] = {

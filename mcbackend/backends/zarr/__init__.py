@@ -13,7 +13,7 @@ from typing import Any
 from ...codec import Section
 from ...core import Run
 from ...errors import FormatVersionError, RunNotFoundError
-from ...files import FileBackend, FileRun, Location, read_run_info
+from ...files import MAX_UNSTORED_BYTES, FileBackend, FileRun, Location, read_run_info
 from ...files.storage import is_read_only, reaching
 from ...meta import RunMeta
 from ...zarrio import Compression
@@ -76,6 +76,10 @@ class ZarrBackend(FileBackend):
     background_flush
         Write count/time-triggered flushes in a background thread while appends go on
         (``flush()``, reads and closing wait for it).
+    max_unstored_bytes
+        While writes fail (storage away, disk full), each chain keeps the draws not yet
+        stored in memory up to this many bytes (default 256 MiB) and retries; beyond it
+        ``append`` raises ``DrawNotKeptError`` and does not keep the draw.
     read_only
         Open runs for reading only (runs in zip archives and on web servers always are).
     create_bucket
@@ -100,6 +104,7 @@ class ZarrBackend(FileBackend):
         max_chunk_draws: int = MAX_CHUNK_DRAWS,
         compression: str | Compression | None = "blosc",
         background_flush: bool = True,
+        max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         read_only: bool = False,
         create_bucket: bool = False,
     ) -> None:
@@ -126,6 +131,7 @@ class ZarrBackend(FileBackend):
             max_chunk_draws=int(max_chunk_draws),
             compression=compression,
             background_flush=background_flush,
+            max_unstored_bytes=max_unstored_bytes,
             read_only=read_only,
         )
         self._write_version = format_version

@@ -273,13 +273,14 @@ class ZarrChain(BufferedChain):
         chunks = self._run.chunk_draws or chunk_length_for(column.spec, self._run.flush_every)
         column.create(chunks, self._run.compression)
 
-    def _resume(self) -> None:
+    def _resume(self) -> int:
         """Continue after the committed draws: column writers rebuilt from storage."""
-        self._committed = self._stored_length()
+        committed = self._stored_length()
         paths = [p for column in self._all_columns() for p in column.metadata_paths()]
         documents = self._run.location.read_many(paths, missing_ok=True)
         for column in self._all_columns():
-            column.resume(self._committed, documents, self._create_column)
+            column.resume(committed, documents, self._create_column)
+        return committed
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         """All chunks and array metadata in one batch, then the draw count (commit point)."""

@@ -131,7 +131,7 @@ class ZarrV2Chain(BufferedChain):
 
     # ---- writing ------------------------------------------------------------------------
 
-    def _resume(self) -> None:
+    def _resume(self) -> int:
         """Continue after the committed draws: partial chunks from the record's segment (or a
         closed chain's padded last chunks); debris of uncommitted flushes deleted."""
         record = self._read_record()
@@ -161,7 +161,7 @@ class ZarrV2Chain(BufferedChain):
             )
         self._record = record
         self._posterior_started = self._posterior_started or record.posterior_draws > 0
-        self._committed = record.draws
+        return record.draws
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         record = self._record
