@@ -27,7 +27,6 @@ from mcbackend.files import BufferedChain
 from mcbackend.meta import Variable
 from mcbackend.testing import make_meta
 
-
 pytestmark = pytest.mark.s3
 
 #: Layouts of new runs: Zarr v1/v2 and Parquet v1/v2.
