@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import xarray
 
 __all__ = [
+    "MAX_UNSTORED_BYTES",
     "Backend",
     "Chain",
     "Run",
@@ -35,6 +36,11 @@ __all__ = [
     "read_positions",
     "runs_dataframe",
 ]
+
+
+#: Default bound of the draws a chain keeps in memory while writing them fails (storage away):
+#: beyond it ``append`` raises ``DrawNotKeptError``.
+MAX_UNSTORED_BYTES = 256 << 20
 
 
 def is_rigid(shape: Sequence[int] | None) -> bool:

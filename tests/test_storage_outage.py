@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 
 import mcbackend as mcb
+from mcbackend.backends.clickhouse import ClickHouseChain
 from mcbackend.errors import CorruptRunError, DrawNotKeptError, FlushError
 from mcbackend.files import BufferedChain
 from mcbackend.meta import Variable
 from mcbackend.testing import make_meta
 
-pytestmark = pytest.mark.s3
+from .conftest import CLICKHOUSE_HOST
 
 #: Layouts of new runs: Zarr v1/v2 and Parquet v1/v2.
 BACKENDS = {
@@ -49,7 +50,7 @@ class Link:
     under way fail), ``restore`` listens on the same port again."""
 
     def __init__(self, upstream: str) -> None:
-        host, port = upstream.removeprefix("http://").split(":")
+        host, port = upstream.split("//")[-1].split(":")
         self._upstream = (host, int(port))
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -172,6 +173,7 @@ def stored_numbers(url: str, options: dict) -> list[int]:
 
 
 @pytest.mark.parametrize("background", [True, False], ids=["background", "foreground"])
+@pytest.mark.s3
 def test_outage_keeps_or_refuses_each_draw_and_writes_the_kept_ones_once_back(
     s3, bucket, layout, background
 ):
@@ -211,6 +213,7 @@ def test_outage_keeps_or_refuses_each_draw_and_writes_the_kept_ones_once_back(
     assert stored_numbers(f"{bucket}/{meta.rid}", s3.options()) == kept
 
 
+@pytest.mark.s3
 def test_outage_across_several_flushes_loses_nothing(s3, bucket, layout, monkeypatch):
     """Storage comes and goes: every draw appended while it fits the bound reaches storage
     once, in order. (Flushes in the calling thread: appends wait for each retry, as a
@@ -261,6 +264,7 @@ def commit_points(fs, run_dir: str) -> dict[str, bytes]:
     return {p: fs.cat_file(p) for p in paths}
 
 
+@pytest.mark.s3
 def test_flush_never_renumbers_draws_storage_lost_meanwhile(s3, bucket, layout):
     backend = BACKENDS[layout](
         bucket, s3.options(), flush_every=4, flush_seconds=None, background_flush=False
@@ -293,6 +297,8 @@ EXIT_SCRIPT = """
 import functools, sys, numpy as np, mcbackend as mcb
 from mcbackend.meta import Variable
 from mcbackend.testing import make_meta
+
+from .conftest import CLICKHOUSE_HOST
 options = {"endpoint_url": sys.argv[2], "key": "testing", "secret": "testing",
            "config_kwargs": {"connect_timeout": 1, "read_timeout": 5,
                              "retries": {"total_max_attempts": 1}}}
@@ -310,6 +316,7 @@ for i in range(5, 12):
 """
 
 
+@pytest.mark.s3
 @pytest.mark.parametrize("layout", ["zarr2", "parquet2"])
 def test_exit_during_outage_ends_and_says_what_was_lost(s3, bucket, layout):
     backend_code = {
@@ -337,3 +344,57 @@ def test_exit_during_outage_ends_and_says_what_was_lost(s3, bucket, layout):
     assert s3.endpoint in err, err
     s3.restore()
     assert stored_numbers(f"{bucket}/exit", s3.options()) == list(range(5))
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_outage_keeps_or_refuses_each_draw_and_inserts_the_kept_ones_once_back(
+    clickhouse_database,
+):
+    """The same contract for a ClickHouse server that goes away (the link to it cut)."""
+    clickhouse_driver = pytest.importorskip("clickhouse_driver")
+    link = Link(f"{CLICKHOUSE_HOST}:9000")
+
+    def connect():
+        return clickhouse_driver.Client(
+            "127.0.0.1",
+            port=link.port,
+            database=clickhouse_database,
+            connect_timeout=5,
+            send_receive_timeout=10,
+        )
+
+    backend = mcb.ClickHouseBackend(
+        client_fn=connect, flush_every=4, flush_seconds=10**6, max_unstored_bytes=LIMIT
+    )
+    meta = make_meta(VARIABLES)
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    assert isinstance(chain, ClickHouseChain)
+    kept: list[int] = []
+    refused: list[int] = []
+    append_recording(chain, range(6), kept, refused)
+    chain.flush()
+    try:
+        link.cut()
+        append_recording(chain, range(6, 60), kept, refused)
+        waiting = len(kept) - 6
+        assert refused == list(range(6 + waiting, 60)), "refused draws are the last ones"
+        assert waiting * DRAW_BYTES <= LIMIT < (waiting + 1) * DRAW_BYTES, "the bound, used fully"
+        match = f"ClickHouse server at 127.0.0.1:{link.port}.*{waiting} of them are not yet stored"
+        with pytest.raises(FlushError, match=match):
+            chain.flush()
+    finally:
+        link.restore()
+    append_recording(chain, range(60, 70), kept, refused)
+    chain.flush()
+    append_recording(chain, range(70, 75), kept, refused)
+    assert kept[-5:] == list(range(70, 75))
+    chain.close()
+    link.cut()
+    direct = mcb.ClickHouseBackend(
+        clickhouse_driver.Client(CLICKHOUSE_HOST, database=clickhouse_database)
+    )
+    (stored,) = direct.get_run(meta.rid).get_chains()
+    assert [int(i) for i in stored.get_draws("i")] == kept
+    np.testing.assert_array_equal(stored.get_draws("x"), [draw(i)["x"] for i in kept])
+    direct.client.disconnect()

@@ -39,9 +39,24 @@ import numpy as np
 from .. import codec
 from .._validation import VariableSpec
 from ..columns import ColumnStore, as_object_array
-from ..core import Backend, Chain, Run, positions, read_positions, runs_dataframe
+from ..core import (
+    MAX_UNSTORED_BYTES,
+    Backend,
+    Chain,
+    Run,
+    positions,
+    read_positions,
+    runs_dataframe,
+)
 from ..deprecation import renamed
-from ..errors import ReadOnlyError, RunExistsError, RunNotFoundError
+from ..errors import (
+    CorruptRunError,
+    DrawNotKeptError,
+    FlushError,
+    ReadOnlyError,
+    RunExistsError,
+    RunNotFoundError,
+)
 from ..meta import ChainMeta, RunMeta
 from .clickhouse_lease import LEASE_PREFIX, ChainLease
 from .clickhouse_legacy import chain_tables, legacy_values
@@ -246,7 +261,14 @@ class ClickHouseChain(Chain):
     Draws wait in columns (NumPy arrays) and go to the server as one columnar INSERT. A handle
     appends only while it holds the chain's lease (``clickhouse_lease``): a second writer is
     refused with ``ChainLockedError``. Chains of 0.5.x runs (``legacy``) are read-only.
+
+    While the server is unreachable, draws wait in memory up to ``max_unstored_bytes``
+    (``append`` then raises ``DrawNotKeptError`` and keeps nothing of its draw); appends retry
+    at most every ``retry_seconds``, ``flush()`` always, raising ``FlushError``.
     """
+
+    #: While inserts fail, appends retry at most this often (``flush()`` always tries).
+    retry_seconds: float = 5.0
 
     def __init__(
         self,
@@ -259,10 +281,15 @@ class ClickHouseChain(Chain):
         flush_seconds: float,
         flush_bytes: int = 16 << 20,
         lease_seconds: float = 600.0,
+        max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         legacy: bool = False,
         owns_client: bool = False,
     ) -> None:
         super().__init__(cmeta, rmeta)
+        self._max_unstored_bytes = max_unstored_bytes
+        self._failure: BaseException | None = None  # why the newest insert failed
+        self._failed_rows = 0  # rows that insert sent: they may have landed all the same
+        self._retry_at = 0.0  # appends retry a failed insert from this time.monotonic() on
         self._client = client
         self._table = quote_identifier(table)
         self._columns = clickhouse_columns(rmeta)
@@ -307,24 +334,125 @@ class ClickHouseChain(Chain):
         # Copied into the buffer's next row: the caller may reuse its arrays.
         self._draws.stage(draw, "draw")
         self._stats.stage(stats, "stats", fill_missing=True)
-        self._take_lease()
+        buffers = self._draws
+        self._admit({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()}, 1)
+        if self._draws is not buffers:  # an insert made new buffers: stage the draw again
+            self._draws.stage(draw, "draw")
+            self._stats.stage(stats, "stats", fill_missing=True)
         self._draws.commit()
         self._stats.commit()
         self._flush_if_due()
 
     def _append_many(self, draws, stats, n: int) -> None:
-        self._take_lease()
+        self._admit(draws, stats, n)
         self._draws.extend_rows(draws, 0, n)
         self._stats.extend_rows(stats, 0, n)
         self._flush_if_due()
 
+    def _admit(self, draws, stats, n: int) -> None:
+        """Before ``n`` draws are kept: hold the lease, and while inserts fail, keep the draws
+        waiting within ``max_unstored_bytes``. Raises, keeping none of them, if they cannot
+        be kept (as the file backends' ``BufferedChain._admit``)."""
+        first = self._committed + self._draws.length
+        not_kept = (
+            f"draw {first} was not kept"
+            if n == 1
+            else f"draws {first}-{first + n - 1} were not kept"
+        )
+        try:
+            self._take_lease()
+        except Exception as ex:
+            if not _unreachable(ex):
+                raise
+            raise DrawNotKeptError(
+                f"Chain {self.cid}: {not_kept}: {self._server()} is unreachable ({ex})."
+            ) from ex
+        if self._failure is None:
+            return
+        nbytes = self._draws.nbytes_of(draws, 0, n) + self._stats.nbytes_of(stats, 0, n)
+        if self._unstored_nbytes() + nbytes <= self._max_unstored_bytes:
+            return
+        if time.monotonic() >= self._retry_at:
+            self._insert(report=False)
+        if self._failure is None:
+            return
+        raise DrawNotKeptError(
+            f"Chain {self.cid}: {not_kept}: inserting into {self._server()} failed "
+            f"({self._failure}), and the {self._draws.length} draws waiting in memory take "
+            f"{self._unstored_nbytes()} bytes (max_unstored_bytes={self._max_unstored_bytes}). "
+            f"The {first} draws appended before are kept and are inserted once the server answers."
+        )
+
+    def _unstored_nbytes(self) -> int:
+        return self._draws.data_nbytes + self._stats.data_nbytes
+
+    def _server(self) -> str:
+        hosts = getattr(getattr(self._client, "connection", None), "hosts", None) or [("?", "?")]
+        return f"the ClickHouse server at {hosts[0][0]}:{hosts[0][1]}"
+
     def _flush_if_due(self) -> None:
         due_by_time = time.monotonic() - self._last_insert >= self._flush_seconds
-        if self._draws.length >= self._flush_every or due_by_time:
-            self.flush()
+        due = self._draws.length >= self._flush_every or due_by_time
+        if due and (self._failure is None or time.monotonic() >= self._retry_at):
+            self._insert(report=False)
 
     def flush(self, wait: bool = True) -> None:
-        """Insert the pending draws in one INSERT (always before returning)."""
+        """Insert the pending draws in one INSERT (always before returning); raises
+        ``FlushError`` while the server is unreachable, keeping every draw."""
+        self._insert(report=True)
+
+    def _insert(self, report: bool) -> None:
+        """Insert the pending draws. An unreachable server keeps them waiting (retried at the
+        next flush, or append after ``retry_seconds``); with ``report`` that raises."""
+        try:
+            if self._failure is not None:
+                self._recheck()
+            self._insert_pending()
+        except Exception as ex:
+            if not _unreachable(ex):
+                raise
+            first = self._failure is None
+            self._failure = ex
+            self._retry_at = time.monotonic() + self.retry_seconds
+            error = FlushError(
+                f"Inserting draws of chain {self.cid} into {self._server()} failed: {ex}. "
+                f"Every appended draw is kept ({len(self)} in all); {self._draws.length} of "
+                "them are not yet stored and wait in memory; the next flush (or append) "
+                "retries them."
+            )
+            if first:
+                _log.warning("%s", error)
+            if report:
+                raise error from ex
+            return
+        if self._failure is not None:
+            _log.warning(
+                "Chain %s: the server answers again; the waiting draws are stored.", self.cid
+            )
+            self._failure = None
+
+    def _recheck(self) -> None:
+        """After a failed insert: the table must hold the draws committed before, or those
+        and the failed insert's rows (it landed, its reply was lost): never renumber draws."""
+        stored = self._count()
+        if stored == self._committed + self._failed_rows and self._failed_rows:
+            self._committed = stored  # drop the rows the failed insert stored after all
+            rest = self._draws.length - self._failed_rows
+            draws, stats = self._draws, self._stats
+            self._new_buffers()
+            self._draws.extend_rows(draws.columns, self._failed_rows, draws.length)
+            self._stats.extend_rows(stats.columns, self._failed_rows, stats.length)
+            assert self._draws.length == rest
+        elif stored != self._committed:
+            raise CorruptRunError(
+                f"Chain {self.cid}: table {self._table} holds {stored} draws, yet "
+                f"{self._committed} were stored before (and {self._failed_rows} sent since): "
+                "draws were lost or added there. Nothing more is inserted, so no draw is "
+                "renumbered."
+            )
+        self._failed_rows = 0
+
+    def _insert_pending(self) -> None:
         n = self._draws.length
         if not n:
             return
@@ -343,12 +471,14 @@ class ClickHouseChain(Chain):
                 names += c.names
                 values += c.to_values(store.rows(name, 0, n), as_numpy=as_numpy)
         quoted = ", ".join(quote_identifier(n) for n in names)
+        self._failed_rows = n  # until the server confirms the insert
         self._client.execute(
             f"INSERT INTO {self._table} ({quoted}) VALUES",
             values,
             columnar=True,
             settings={"use_numpy": True} if as_numpy else None,
         )
+        self._failed_rows = 0
         self._committed += n
         self._new_buffers()
         self._last_insert = time.monotonic()
@@ -382,6 +512,17 @@ class ClickHouseChain(Chain):
         """Insert pending draws, give the lease up, and disconnect a client made for this chain."""
         self.flush()
         _finish(self._lease, self._client, self._owns_client)  # reading later reconnects
+
+
+def _unreachable(ex: BaseException) -> bool:
+    """Whether ``ex`` says the server did not answer (refused, cut, timed out)."""
+    if isinstance(ex, EOFError | OSError):
+        return True
+    try:
+        from clickhouse_driver.errors import NetworkError, SocketTimeoutError
+    except ImportError:  # pragma: no cover - ClickHouse support not installed
+        return False
+    return isinstance(ex, NetworkError | SocketTimeoutError)
 
 
 def _draw_bytes(spec: VariableSpec) -> int:
@@ -460,6 +601,7 @@ class ClickHouseRun(Run):
                 flush_seconds=b.flush_seconds,
                 flush_bytes=b.flush_bytes,
                 lease_seconds=b.lease_seconds,
+                max_unstored_bytes=b.max_unstored_bytes,
                 legacy=self.legacy,
             )
         return self._chains[chain_number]
@@ -529,6 +671,10 @@ class ClickHouseBackend(Backend):
     lease_seconds
         A chain's writer that neither closed nor wrote for this long (e.g. it crashed) can be
         replaced by another; until then other handles are refused with ``ChainLockedError``.
+    max_unstored_bytes
+        While the server is unreachable, each chain keeps the draws not yet inserted in
+        memory up to this many bytes (default 256 MiB) and retries; beyond it ``append``
+        raises ``DrawNotKeptError`` and does not keep the draw.
     """
 
     def __init__(
@@ -540,6 +686,7 @@ class ClickHouseBackend(Backend):
         flush_seconds: float = 1.0,
         flush_bytes: int = 16 << 20,
         lease_seconds: float = 600.0,
+        max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         engine: str = "StripeLog",
         insert_every: int | None = None,
         insert_interval: float | None = None,
@@ -561,6 +708,7 @@ class ClickHouseBackend(Backend):
         self.flush_seconds = flush_seconds
         self.flush_bytes = flush_bytes
         self.lease_seconds = lease_seconds
+        self.max_unstored_bytes = max_unstored_bytes
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}.")
         self.engine = ENGINES[engine]

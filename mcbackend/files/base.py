@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core import Backend, Run
+from ..core import MAX_UNSTORED_BYTES, Backend, Run
 from ..errors import FormatVersionError, ReadOnlyError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
 from .buffer import auto_flush_every
@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from .chain import BufferedChain
 
 __all__ = ["MAX_UNSTORED_BYTES", "FileBackend", "FileRun"]
-
-#: Default bound of the draws a chain keeps in memory while its writes fail (storage away).
-MAX_UNSTORED_BYTES = 256 << 20
 
 
 class FileRun[ChainT: BufferedChain](Run):
