@@ -297,8 +297,6 @@ EXIT_SCRIPT = """
 import functools, sys, numpy as np, mcbackend as mcb
 from mcbackend.meta import Variable
 from mcbackend.testing import make_meta
-
-from .conftest import CLICKHOUSE_HOST
 options = {"endpoint_url": sys.argv[2], "key": "testing", "secret": "testing",
            "config_kwargs": {"connect_timeout": 1, "read_timeout": 5,
                              "retries": {"total_max_attempts": 1}}}

@@ -53,6 +53,7 @@ from ..errors import (
     CorruptRunError,
     DrawNotKeptError,
     FlushError,
+    MCBackendError,
     ReadOnlyError,
     RunExistsError,
     RunNotFoundError,
@@ -516,6 +517,8 @@ class ClickHouseChain(Chain):
 
 def _unreachable(ex: BaseException) -> bool:
     """Whether ``ex`` says the server did not answer (refused, cut, timed out)."""
+    if isinstance(ex, MCBackendError):  # ours, e.g. ReadOnlyError (a PermissionError)
+        return False
     if isinstance(ex, EOFError | OSError):
         return True
     try:
