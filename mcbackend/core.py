@@ -31,6 +31,7 @@ __all__ = [
     "Section",
     "VariableSpec",
     "chain_id",
+    "checked_unstored_bytes",
     "is_rigid",
     "positions",
     "read_positions",
@@ -41,6 +42,13 @@ __all__ = [
 #: Default bound of the draws a chain keeps in memory while writing them fails (storage away):
 #: beyond it ``append`` raises ``DrawNotKeptError``.
 MAX_UNSTORED_BYTES = 256 << 20
+
+
+def checked_unstored_bytes(value: Any) -> int:
+    """``max_unstored_bytes`` of a backend, refused unless a number of bytes >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_unstored_bytes must be a number of bytes >= 0, got {value!r}.")
+    return value
 
 
 def is_rigid(shape: Sequence[int] | None) -> bool:

@@ -396,3 +396,11 @@ def test_clickhouse_outage_keeps_or_refuses_each_draw_and_inserts_the_kept_ones_
     assert [int(i) for i in stored.get_draws("i")] == kept
     np.testing.assert_array_equal(stored.get_draws("x"), [draw(i)["x"] for i in kept])
     direct.client.disconnect()
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "1 GiB"])
+def test_bad_memory_bound_is_refused_at_once(tmp_path, limit):
+    with pytest.raises(ValueError, match="max_unstored_bytes must be a number of bytes"):
+        mcb.ZarrBackend(str(tmp_path), max_unstored_bytes=limit)
+    with pytest.raises(ValueError, match="max_unstored_bytes must be a number of bytes"):
+        mcb.ParquetBackend(str(tmp_path), max_unstored_bytes=limit)

@@ -44,6 +44,7 @@ from ..core import (
     Backend,
     Chain,
     Run,
+    checked_unstored_bytes,
     positions,
     read_positions,
     runs_dataframe,
@@ -711,7 +712,7 @@ class ClickHouseBackend(Backend):
         self.flush_seconds = flush_seconds
         self.flush_bytes = flush_bytes
         self.lease_seconds = lease_seconds
-        self.max_unstored_bytes = max_unstored_bytes
+        self.max_unstored_bytes = checked_unstored_bytes(max_unstored_bytes)
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}.")
         self.engine = ENGINES[engine]

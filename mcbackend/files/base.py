@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core import MAX_UNSTORED_BYTES, Backend, Run
+from ..core import MAX_UNSTORED_BYTES, Backend, Run, checked_unstored_bytes
 from ..errors import FormatVersionError, ReadOnlyError, RunNotFoundError
 from ..meta import ChainMeta, RunMeta
 from .buffer import auto_flush_every
@@ -109,9 +109,7 @@ class FileBackend(Backend):
         create_bucket: bool = False,
         **run_options: Any,
     ) -> None:
-        limit = run_options.get("max_unstored_bytes", MAX_UNSTORED_BYTES)
-        if not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"max_unstored_bytes must be a number of bytes >= 0, got {limit!r}.")
+        checked_unstored_bytes(run_options.get("max_unstored_bytes", MAX_UNSTORED_BYTES))
         self.location = Location.from_url(url_or_path, storage_options)
         self.create_bucket = create_bucket
         if is_read_only(self.location):
