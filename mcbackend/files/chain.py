@@ -139,7 +139,14 @@ class BufferedChain(Chain):
         resumes from storage), and while writes fail, make sure the draws waiting stay within
         ``max_unstored_bytes``. Raises, keeping none of them, if they cannot be kept."""
         if not self._writing:
-            self._start_writing(n)
+            try:
+                with reaching(self._run.location):
+                    self._start_writing()
+            except StorageUnreachableError as ex:
+                raise DrawNotKeptError(
+                    f"Chain {self.cid}: {self._not_kept(n)}: appending needs the chain's "
+                    f"committed length from storage. {ex}"
+                ) from ex
         if self._failure is None:
             return
         if isinstance(self._failure, CorruptRunError):
@@ -167,17 +174,12 @@ class BufferedChain(Chain):
     def _unstored_nbytes(self) -> int:
         return sum(b.data_nbytes for b in [*self._writes.buffers, self._buffer])
 
-    def _start_writing(self, n: int) -> None:
+    def _start_writing(self) -> None:
+        """Append after the draws storage holds (the writers rebuilt from storage)."""
         if self._run.read_only:
             raise ReadOnlyError(f"Chain {self.cid} at {self._run.location} is open read-only.")
-        try:
-            with reaching(self._run.location):
-                self._committed = self._resume()
-        except StorageUnreachableError as ex:
-            raise DrawNotKeptError(
-                f"Chain {self.cid}: {self._not_kept(n)}: appending needs the chain's "
-                f"committed length from storage. {ex}"
-            ) from ex
+        self._committed = self._resume()
+        self._stale = False
         self._kept.clear()  # storage is the reference from here on
         self._writing = True
 
