@@ -131,8 +131,12 @@ def test_plain_readers_s3(s3_bucket, s3_options):
 def test_layout_and_metadata(tmp_path):
     write_run(str(tmp_path), "r1")
     names = sorted(p.name for p in (tmp_path / "r1").iterdir())
-    expected = ["_claim.json", "_mcbackend.json", "_meta.pb"]
+    expected = ["_claim.json", "_mcbackend", "_mcbackend.json", "_meta.pb"]
     assert names == expected + [f"chain={c}" for c in range(CHAINS)]
+    leases = tmp_path / "r1" / "_mcbackend" / "leases"  # each chain's released writer lease
+    assert sorted(p.name for p in leases.iterdir()) == [str(c) for c in range(CHAINS)]
+    assert [p.name for p in (leases / "0").iterdir()] == [f"{0:012d}.json"]
+    assert json.loads((leases / "0" / f"{0:012d}.json").read_text())["released"] is True
     files = sorted(p.name for p in (tmp_path / "r1" / "chain=0").iterdir())
     assert files == ["_chain.json", f"data-{0:012d}-{DRAWS:012d}.parquet"]
     assert json.loads((tmp_path / "r1" / "_mcbackend.json").read_text())["format_version"] == 2

@@ -12,6 +12,7 @@ from ..meta import ChainMeta, RunMeta
 from .buffer import auto_flush_every
 from .creation import create_run_dir
 from .layout import list_runs, read_run_info, runs_dataframe
+from .lease import DEFAULT_LEASE_SECONDS
 from .location import Location
 from .storage import check_bucket, is_read_only, reaching
 
@@ -33,6 +34,8 @@ class FileRun[ChainT: BufferedChain](Run):
     chain_class: type[ChainT]
     chain_marker: str
     flush_target_bytes: int = 4 << 20
+    #: The folder of the chains' writer leases (``mcbackend.files.lease``).
+    leases_folder = "_mcbackend/leases"
 
     @staticmethod
     def chain_folder(chain_number: int) -> str:
@@ -55,15 +58,23 @@ class FileRun[ChainT: BufferedChain](Run):
         background_flush: bool = True,
         max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         read_only: bool = False,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         super().__init__(meta)
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}.")
         self.location = location
         self.flush_every = flush_every or auto_flush_every(meta, self.flush_target_bytes)
         self.flush_seconds = flush_seconds
         self.background_flush = background_flush
         self.max_unstored_bytes = max_unstored_bytes
         self.read_only = read_only
+        self.lease_seconds = float(lease_seconds)
         self._chains: dict[int, ChainT] = {}
+
+    def lease_folder(self, chain_number: int) -> Location:
+        """Where the writer lease files of a chain live."""
+        return self.location.child(f"{self.leases_folder}/{chain_number}")
 
     @property
     def url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from ..codec import Section
 from ..columns import as_object_array
 from ..core import Chain, positions, read_positions
 from ..errors import (
+    ChainLockedError,
     CorruptRunError,
     DrawNotKeptError,
     FlushError,
@@ -24,6 +26,7 @@ from ..errors import (
 from ..meta import ChainMeta
 from . import flusher
 from .buffer import DrawBuffer
+from .lease import ChainLease
 from .pipeline import WriteFailed, WritePipeline
 from .storage import reaching, where
 
@@ -59,10 +62,15 @@ class BufferedChain(Chain):
     flush and read holds; the idle flusher's thread only tries it. ``_stale`` is also read and
     cleared by the writer thread, only while no failure is being collected.
 
+    A handle writes only while it holds the chain's ``ChainLease`` (one writer per chain): taken
+    when it creates the chain or starts appending to it, confirmed before every write, given up
+    by ``close()``, at interpreter exit, or when the handle is collected.
+
     Subclasses implement ``_stored_length`` (committed draws, read from storage), ``_resume``
     (prepare appending after the committed draws, returns their number), ``_write(buffer,
-    start, n)`` (write ``n`` buffered draws as draws ``start...``, commit point last) and
-    ``_reader``.
+    start, n)`` (write ``n`` buffered draws as draws ``start...``, commit point last;
+    ``self._lease.confirm()`` again right before the commit point) and ``_reader``. A created
+    chain takes its lease here unless the subclass passes ``created=False`` and takes it itself.
     """
 
     #: Bytes of written draws each chain keeps in memory for reads.
@@ -85,6 +93,15 @@ class BufferedChain(Chain):
         self._failure: BaseException | None = None  # why the newest write failed
         self._retry_at = 0.0  # appends retry a failed write from this time.monotonic() on
         self._stale = False  # a write failed: rebuild the writers from storage first
+        self._lease = ChainLease(
+            run.lease_folder(cmeta.chain_number),
+            chain=cmeta.chain_number,
+            rid=run.meta.rid,
+            seconds=run.lease_seconds,
+        )
+        weakref.finalize(self, self._lease.release).atexit = False  # exit: see flusher
+        if created:
+            self._lease.acquire(new_chain=True)
         flusher.register(self)
 
     @property
@@ -138,7 +155,7 @@ class BufferedChain(Chain):
         """Before ``n`` draws taking ``nbytes`` are kept: start writing (a reopened chain
         resumes from storage), and while writes fail, make sure the draws waiting stay within
         ``max_unstored_bytes``. Raises, keeping none of them, if they cannot be kept."""
-        if not self._writing:
+        if not self._appending:
             try:
                 with reaching(self._run.location):
                     self._start_writing()
@@ -174,20 +191,38 @@ class BufferedChain(Chain):
     def _unstored_nbytes(self) -> int:
         return sum(b.data_nbytes for b in [*self._writes.buffers, self._buffer])
 
+    @property
+    def _appending(self) -> bool:
+        """Appends go on from the pipeline's counters: resumed, and the lease still held."""
+        return self._writing and self._lease.held
+
     def _start_writing(self) -> None:
-        """Append after the draws storage holds (the writers rebuilt from storage)."""
+        """Take the writer lease, then append after the draws storage holds (the writers
+        rebuilt from storage)."""
         if self._run.read_only:
             raise ReadOnlyError(f"Chain {self.cid} at {self._run.location} is open read-only.")
+        self._checked(self._writes.wait, report=False)  # a lost lease's writes end first
+        self._lease.acquire()
         self._committed = self._resume()
         self._stale = False
         self._kept.clear()  # storage is the reference from here on
         self._writing = True
 
+    def _refuse_existing(self) -> ChainLockedError:
+        """For a chain created meanwhile by another handle (which held the lease then)."""
+        self._lease.release()
+        return ChainLockedError(
+            f"Chain {self.cmeta.chain_number} of run {self._run.meta.rid} exists (another "
+            "writer created it); use get_chains() to continue it."
+        )
+
     # ---- writing ------------------------------------------------------------------------
 
     def flush_if_idle(self) -> None:
         """Write a buffer that waited ``flush_seconds`` for the next append (from the idle
-        flusher's thread). A chain busy elsewhere or with a write under way is left alone."""
+        flusher's thread). A chain busy elsewhere or with a write under way is left alone. A
+        chain waiting for draws keeps its writer lease."""
+        self._lease.keep_alive()
         if not self._writes.lock.acquire(blocking=False):
             return
         try:
@@ -263,6 +298,10 @@ class BufferedChain(Chain):
                 merged = merged.merged_with(later)
             self._buffer = merged
             self._stale = True  # the writers restart from storage
+            if isinstance(failure.cause, ChainLockedError):  # another writer has the chain
+                self._buffer = merged.empty_like()  # the message says these were not stored
+                self._writing = False
+                raise failure.cause from None
             if self._failure is None:
                 _log.warning("%s", self._flush_error(failure.cause))
             self._failure = failure.cause
@@ -273,9 +312,10 @@ class BufferedChain(Chain):
         return True
 
     def _write_step(self, buffer: DrawBuffer, start: int, n: int) -> None:
-        """The pipeline's write. After a failed write the writers are first rebuilt from
-        storage; draws of this write that storage holds already (a write whose reply was lost
-        landed) are not written again."""
+        """The pipeline's write, by the lease holder only. After a failed write the writers are
+        first rebuilt from storage; draws of this write that storage holds already (a write
+        whose reply was lost landed) are not written again."""
+        self._lease.confirm()
         skip = self._reopen(start, n) if self._stale else 0
         if skip < n:
             self._write(buffer.tail(skip) if skip else buffer, start + skip, n - skip)
@@ -345,9 +385,21 @@ class BufferedChain(Chain):
         )
 
     def close(self) -> None:
+        """Write everything, then give up the writer lease (appending again takes it anew).
+        A close that fails keeps the lease, so that closing again finishes the chain."""
         with self._writes.lock:
-            self.flush()
-            self._writes.close()
+            self._finish()
+            self.release_lease()
+
+    def _finish(self) -> None:
+        """Write every appended draw and stop the writer thread (formats add closing writes)."""
+        self.flush()
+        self._writes.close()
+
+    def release_lease(self) -> None:
+        """Let another handle write this chain (after ``close``, and at interpreter exit)."""
+        with self._writes.lock:
+            self._lease.release()
 
     # ---- reading ------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 chain when the interpreter exits.
 
 A chain registers with ``register``; it needs ``flush_if_idle()`` (non-blocking: a busy chain
-is left alone) and ``flush()``. Chains are held weakly, so an abandoned chain still goes away.
+is left alone), ``flush()`` and ``release_lease()`` (after the last flush at exit, so no other
+writer takes the chain before this process's draws are written). Chains are held weakly, so
+an abandoned chain still goes away.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Flushable(Protocol):
     def flush_if_idle(self) -> None: ...
 
     def flush(self, wait: bool = True) -> None: ...
+
+    def release_lease(self) -> None: ...
 
 
 class IdleFlusher:
@@ -73,8 +77,9 @@ idle_flusher = IdleFlusher()
 
 
 def flush_at_exit() -> None:
-    """Flush every open chain. ``atexit`` runs after thread pools stopped taking work, so
-    work for them runs in the submitting thread then (``mcbackend.files.threads``)."""
+    """Flush every open chain, then give up its writer lease. ``atexit`` runs after thread
+    pools stopped taking work, so work for them runs in the submitting thread then
+    (``mcbackend.files.threads``)."""
     chains = idle_flusher.chains()
     if chains:
         keep_fsspec_working()
@@ -83,6 +88,8 @@ def flush_at_exit() -> None:
             chain.flush()
         except Exception as ex:  # tested in a subprocess (test_storage_outage.py)
             _log.error("At interpreter exit: %s The draws not yet stored are lost.", ex)
+        finally:
+            chain.release_lease()
 
 
 atexit.register(flush_at_exit)

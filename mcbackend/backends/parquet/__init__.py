@@ -12,6 +12,7 @@ from typing import Any
 
 from ...errors import FormatVersionError
 from ...files import MAX_UNSTORED_BYTES, FileBackend, FileRun
+from ...files.lease import DEFAULT_LEASE_SECONDS
 from ...meta import RunMeta
 from .v1 import COMPACT_BELOW, FORMAT, ParquetChain, ParquetRun
 from .v2 import ParquetChainV2, ParquetRunV2
@@ -65,6 +66,11 @@ class ParquetBackend(FileBackend):
     format_version
         Layout of new runs: 2 (default; a dataset pandas/pyarrow/DuckDB/polars read) or 1.
         Existing runs are read and resumed in the layout they were written in.
+    lease_seconds
+        A chain has one writer at a time, holding a lease renewed as it writes (and while it
+        waits); a second handle's ``init_chain``/``append`` raises ``ChainLockedError``. A
+        lease not renewed for this long (its writer crashed on another machine, or stalled)
+        may be taken over; one of a process gone on this machine, at once.
     """
 
     format = FORMAT
@@ -85,6 +91,7 @@ class ParquetBackend(FileBackend):
         read_only: bool = False,
         format_version: int = DEFAULT_FORMAT_VERSION,
         create_bucket: bool = False,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         if format_version not in RUN_CLASSES:
             raise ValueError(
@@ -101,6 +108,7 @@ class ParquetBackend(FileBackend):
             background_flush=background_flush,
             max_unstored_bytes=max_unstored_bytes,
             read_only=read_only,
+            lease_seconds=lease_seconds,
         )
         self._write_version = format_version
 

@@ -235,6 +235,8 @@ class ParquetChain(BufferedChain):
         super().__init__(cmeta, run, created=created)
         self._dir = run.location.child(run.chain_folder(cmeta.chain_number))
         if created:
+            if self._dir.exists(run.chain_marker):
+                raise self._refuse_existing()
             self._dir.write_many({run.chain_marker: run.chain_marker_bytes(cmeta.chain_number)})
         self._columns = self._column_mapping()
         self._schema = self._arrow_schema()
@@ -276,13 +278,14 @@ class ParquetChain(BufferedChain):
                 arrays.update(c.to_arrow(buffered[name][:n]))
         return pa.Table.from_pydict(arrays, schema=self._schema)
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         """Flush, then compact small files into one with one row group per flush; only chains
-        this handle wrote (other processes may be writing the others)."""
-        super().close()
+        this handle wrote (other processes may be writing the others), holding their lease."""
+        super()._finish()
         if self._wrote and self._run.compact and len(self._parts) > 1 and not self._run.read_only:
             sizes = [self._dir.fs.size(self._dir.file(p.name)) for p in self._parts]
             if sum(sizes) / len(sizes) < COMPACT_BELOW:
+                self._lease.confirm()
                 try:
                     self._compact()
                 except OSError as ex:

@@ -14,6 +14,7 @@ from ...codec import Section
 from ...core import Run
 from ...errors import FormatVersionError, RunNotFoundError
 from ...files import MAX_UNSTORED_BYTES, FileBackend, FileRun, Location, read_run_info
+from ...files.lease import DEFAULT_LEASE_SECONDS
 from ...files.storage import is_read_only, reaching
 from ...meta import RunMeta
 from ...zarrio import Compression
@@ -85,6 +86,11 @@ class ZarrBackend(FileBackend):
     create_bucket
         Create the S3 bucket of ``url_or_path`` if it does not exist (by default a missing
         bucket is an error: a typo should not make a new bucket).
+    lease_seconds
+        A chain has one writer at a time, holding a lease renewed as it writes (and while it
+        waits); a second handle's ``init_chain``/``append`` raises ``ChainLockedError``. A
+        lease not renewed for this long (its writer crashed on another machine, or stalled)
+        may be taken over; one of a process gone on this machine, at once.
     """
 
     format = FORMAT
@@ -107,6 +113,7 @@ class ZarrBackend(FileBackend):
         max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         read_only: bool = False,
         create_bucket: bool = False,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         if format_version not in RUN_CLASSES:
             raise FormatVersionError(
@@ -133,6 +140,7 @@ class ZarrBackend(FileBackend):
             background_flush=background_flush,
             max_unstored_bytes=max_unstored_bytes,
             read_only=read_only,
+            lease_seconds=lease_seconds,
         )
         self._write_version = format_version
         self.run_class = RUN_CLASSES[format_version]

@@ -262,6 +262,8 @@ class ZarrChain(BufferedChain):
         return int(doc["attributes"]["mcbackend"]["draws"])
 
     def _create(self) -> None:
+        if self._run.location.exists(f"{self._path}/zarr.json"):
+            raise self._refuse_existing()
         docs = {f"{self._path}/{s.value}/zarr.json": group_document({}) for s in Section}
         for column in self._all_columns():
             self._create_column(column)
@@ -290,6 +292,7 @@ class ZarrChain(BufferedChain):
             for name, column in columns.items():
                 files.update(column.append(buffered[name][:n]))
         self._run.location.write_many(files)
+        self._lease.confirm()  # still this chain's writer after a pause of lease_seconds / 4
         doc = chain_document(self.cmeta.chain_number, start + n)
         self._run.location.write_many({f"{self._path}/zarr.json": doc})
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..._pymc_layout import PERF_DIFF, PERF_START, sampling_span
 from ...codec import Section
 from ...columns import as_object_array
-from ...errors import ChainLockedError, CorruptRunError
+from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn, verify_array
@@ -49,20 +49,19 @@ class ZarrV2Chain(BufferedChain):
             for section, var in run.ragged
         }
         if created:
+            self._lease.acquire(new_chain=True)
             for column in self._hidden.values():
                 column.create(VARIABLE_CHUNK_DRAWS, run.compression)
             self._record = Record(chain=self._number, writer=uuid.uuid4().hex)
             try:
                 run.location.create_file(record_name(self._number), self._record.to_json())
             except FileExistsError:
-                raise ChainLockedError(
-                    f"Chain {self._number} of run {run.meta.rid} exists (another writer "
-                    "created it); use get_chains() to continue it."
-                ) from None
+                raise self._refuse_existing() from None
             try:
                 self._converge()
             except BaseException:  # a full disk: the chain number must stay free for a retry
                 run.location.remove([record_name(self._number)])
+                self._lease.release()
                 raise
         else:
             self._record = self._read_record()
@@ -271,6 +270,7 @@ class ZarrV2Chain(BufferedChain):
             closed=closed,
             sampling_span=span or self._record.sampling_span,
         )
+        self._lease.confirm()  # still this chain's writer after a pause of lease_seconds / 4
         self._run.location.write_bytes(record_name(self._number), record.to_json())
         self._record = record
         self._run.location.remove(
@@ -282,23 +282,23 @@ class ZarrV2Chain(BufferedChain):
         if closed or any(needs[g][0] > have[g][0] or needs[g][1] > have[g][1] for g in groups):
             self._converge()
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         """Flush, write the padded last chunks, commit as closed; shapes become exact."""
-        with self._writes.lock:
-            self.flush()
-            if self._close_failed:  # the partial chunks it took went nowhere: reread them
-                self._start_writing()
-            if self._writing and not self._record.closed:
-                self._checked(self._writes.wait)
-                lengths = {g: self._record.length(g) for g in SAMPLED}
-                try:
-                    self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
-                    self._commit(lengths, [], closed=True)
-                except OSError as ex:
-                    self._close_failed = True
-                    raise self._finishing_error("Writing the last chunks", ex) from ex
-                self._close_failed = False
-            self._writes.close()
+        self.flush()
+        if self._close_failed:  # the partial chunks it took went nowhere: reread them
+            self._start_writing()
+        if self._appending and not self._record.closed:
+            self._checked(self._writes.wait)
+            self._lease.confirm()
+            lengths = {g: self._record.length(g) for g in SAMPLED}
+            try:
+                self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
+                self._commit(lengths, [], closed=True)
+            except OSError as ex:
+                self._close_failed = True
+                raise self._finishing_error("Writing the last chunks", ex) from ex
+            self._close_failed = False
+        self._writes.close()
 
     def verify_hidden(self, committed: int) -> list[str]:
         """Problems of the hidden columns below ``committed`` draws (as v1 checks them)."""
