@@ -87,6 +87,8 @@ class ChainLease:
         self._doc: LeaseDocument | None = None  # ours, while held
         self._generation = -1
         self._renewed_at = 0.0  # time.monotonic() before the last renewal was sent
+        #: Why this handle lost the lease to another writer: it writes nothing more.
+        self.lost: str | None = None
 
     @property
     def held(self) -> bool:
@@ -100,6 +102,8 @@ class ChainLease:
         with self._lock:
             if self.held:
                 return
+            if self.lost:
+                raise ChainLockedError(self.lost)
             if new_chain and self._create(0):
                 return
             holder = None
@@ -134,7 +138,7 @@ class ChainLease:
         with self._lock:
             if self._doc is None:
                 raise ChainLockedError(
-                    f"This handle does not hold the writer lease of {self._what}."
+                    self.lost or f"This handle does not hold the writer lease of {self._what}."
                 )
             if time.monotonic() - self._renewed_at >= self.seconds / 4:
                 self._renew()
@@ -160,12 +164,14 @@ class ChainLease:
             holder = self._read(newest) if newest is not None else None
             idle = time.monotonic() - self._renewed_at
             self._doc = None
-            raise ChainLockedError(
+            self.lost = (
                 f"This handle lost the writer lease of {self._what}: it had not renewed it for "
                 f"{idle:.0f} s (lease_seconds={self.seconds:g}) and "
                 f"{holder.describe() if holder else 'another writer'} took the chain. Draws "
-                "this handle had not written yet were not stored."
+                "this handle had not written yet were not stored, and it writes no more; open "
+                "the run again to continue after the stored draws."
             )
+            raise ChainLockedError(self.lost)
         started = time.monotonic()
         now = time.time()
         self._doc.renewed, self._doc.expires = now, now + self.seconds
