@@ -4,7 +4,8 @@
 
 SPEC: fmt (zarr, zarr2, parquet1, parquet), root, rid, options (storage options),
 lease_seconds, mode (``create``: a new run and chain 0; ``race``: ``init_chain(0)`` of an
-existing run at wall-clock time ``start_at``; ``resume``: the existing chain 0), then
+existing run at wall-clock time ``start_at``, its chains listed before, as when both
+processes list them before either creates chain 0; ``resume``: the existing chain 0), then
 (``wait``: append ``draws`` draws, flush, print WAITING, wait for a line on stdin, append ``draws``
 more and close; ``stop``: append ``draws``, flush, print STOPPED and SIGSTOP itself, then
 append on; ``forever``: append, printing the length after each flush), ``offset`` (draw i
@@ -69,6 +70,8 @@ def main() -> None:
             chain = b.init_run(meta(spec["rid"])).init_chain(0)
         elif spec["mode"] == "race":
             run = b.get_run(spec["rid"])
+            listed = run.get_chains()  # both list the chains before either creates chain 0
+            run.get_chains = lambda: listed  # type: ignore[method-assign]
             time.sleep(max(spec["start_at"] - time.time(), 0))
             chain = run.init_chain(0)
         else:

@@ -119,7 +119,7 @@ def test_two_processes_creating_one_chain_at_once(fmt, where):
     root, options = where
     rid = f"race{fmt}"
     backend(fmt, root, options).init_run(meta(rid)).close()
-    start_at = time.time() + 6  # both have imported mcbackend and opened the run by then
+    start_at = time.time() + 10  # both have imported mcbackend and listed the chains by then
     workers = [
         start(
             fmt, root, options, rid, mode="race", then="close", offset=k * 1000, start_at=start_at
