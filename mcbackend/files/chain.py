@@ -26,7 +26,7 @@ from ..errors import (
 from ..meta import ChainMeta
 from . import flusher
 from .buffer import DrawBuffer
-from .lease import ChainLease
+from .lease import ChainLease, release_later
 from .pipeline import WriteFailed, WritePipeline
 from .storage import reaching, where
 
@@ -99,7 +99,7 @@ class BufferedChain(Chain):
             rid=run.meta.rid,
             seconds=run.lease_seconds,
         )
-        weakref.finalize(self, self._lease.release).atexit = False  # exit: see flusher
+        weakref.finalize(self, release_later, self._lease).atexit = False  # exit: see flusher
         if created:
             self._lease.acquire(new_chain=True)
         flusher.register(self)

@@ -12,11 +12,13 @@ newer generation appeared before it writes after such a pause.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import functools
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -27,7 +29,7 @@ from dataclasses import asdict, dataclass
 from ..errors import ChainLockedError
 from .location import Location
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "ChainLease", "LeaseDocument"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "ChainLease", "LeaseDocument", "release_later"]
 
 #: How long a lease outlives its last renewal (a crashed writer on another machine blocks the
 #: chain this long; one on this machine only until its process is seen gone).
@@ -37,6 +39,38 @@ _log = logging.getLogger(__name__)
 #: Tokens of the leases held by live handles of this process (a lease of this process whose
 #: token is missing here was left by a handle that is gone).
 _held_here: weakref.WeakValueDictionary[str, ChainLease] = weakref.WeakValueDictionary()
+#: Leases of collected handles, released by a thread of their own: a finalizer may run in any
+#: thread (an event loop's, a server's), where a storage request could deadlock.
+_to_release: queue.SimpleQueue[ChainLease] = queue.SimpleQueue()
+
+
+def release_later(lease: ChainLease) -> None:
+    """Release ``lease`` soon, from a releaser thread (safe inside finalizers)."""
+    _to_release.put(lease)
+
+
+def release_pending() -> None:
+    """Release the leases handed to ``release_later`` so far, in this thread."""
+    while True:
+        try:
+            lease = _to_release.get_nowait()
+        except queue.Empty:
+            return
+        lease.release()
+
+
+@functools.cache
+def _start_releaser(pid: int) -> None:
+    """The releaser thread of this process (a forked child starts its own)."""
+
+    def run() -> None:
+        while True:
+            _to_release.get().release()
+
+    threading.Thread(target=run, name="mcbackend-lease-release", daemon=True).start()
+
+
+atexit.register(release_pending)
 
 
 @dataclass
@@ -104,6 +138,7 @@ class ChainLease:
                 return
             if self.lost:
                 raise ChainLockedError(self.lost)
+            release_pending()  # leases of this process's collected handles first
             if new_chain and self._create(0):
                 return
             holder = None
@@ -200,6 +235,7 @@ class ChainLease:
             return False
         self._doc, self._generation, self._renewed_at = doc, generation, started
         _held_here[doc.token] = self
+        _start_releaser(os.getpid())
         return True
 
     def _generations(self) -> list[int]:
