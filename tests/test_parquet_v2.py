@@ -176,7 +176,7 @@ def test_warmup_column_is_the_leading_block(tmp_path):
     chain = run.init_chain(0)
     for t in [True, True, True, False, False, True, False]:  # a late True is not warm-up
         chain.append({"a": 0.0}, {"tune": t})
-    run.flush()
+    run.close()  # one writer per chain: the first handle gives the chain up
     # resuming from another handle continues the decision from the stored files
     chain = mcb.open_run(str(tmp_path / run.meta.rid)).get_chains()[0]
     chain.append({"a": 0.0}, {"tune": True})
