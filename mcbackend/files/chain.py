@@ -3,10 +3,11 @@ and go to storage through the chain's ``WritePipeline``; reads see every appende
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -207,6 +208,16 @@ class BufferedChain(Chain):
         self._stale = False
         self._kept.clear()  # storage is the reference from here on
         self._writing = True
+
+    @contextlib.contextmanager
+    def _creating(self) -> Iterator[None]:
+        """Around a new chain's first files: a failure (a full disk) gives the lease up, so the
+        chain number stays usable."""
+        try:
+            yield
+        except BaseException:
+            self._lease.release()
+            raise
 
     def _refuse_existing(self) -> ChainLockedError:
         """For a chain created meanwhile by another handle (which held the lease then)."""

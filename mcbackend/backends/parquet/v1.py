@@ -237,7 +237,8 @@ class ParquetChain(BufferedChain):
         if created:
             if self._dir.exists(run.chain_marker):
                 raise self._refuse_existing()
-            self._dir.write_many({run.chain_marker: run.chain_marker_bytes(cmeta.chain_number)})
+            with self._creating():
+                self._dir.write_many({run.chain_marker: run.chain_marker_bytes(cmeta.chain_number)})
         self._columns = self._column_mapping()
         self._schema = self._arrow_schema()
         self._parts: list[Part] = []

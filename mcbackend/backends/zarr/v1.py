@@ -250,7 +250,8 @@ class ZarrChain(BufferedChain):
             ]
         }
         if created:
-            self._create()
+            with self._creating():
+                self._create()
         else:
             self._committed = self._stored_length()
 

@@ -50,19 +50,19 @@ class ZarrV2Chain(BufferedChain):
         }
         if created:
             self._lease.acquire(new_chain=True)
-            for column in self._hidden.values():
-                column.create(VARIABLE_CHUNK_DRAWS, run.compression)
-            self._record = Record(chain=self._number, writer=uuid.uuid4().hex)
-            try:
-                run.location.create_file(record_name(self._number), self._record.to_json())
-            except FileExistsError:
-                raise self._refuse_existing() from None
-            try:
-                self._converge()
-            except BaseException:  # a full disk: the chain number must stay free for a retry
-                run.location.remove([record_name(self._number)])
-                self._lease.release()
-                raise
+            with self._creating():
+                for column in self._hidden.values():
+                    column.create(VARIABLE_CHUNK_DRAWS, run.compression)
+                self._record = Record(chain=self._number, writer=uuid.uuid4().hex)
+                try:
+                    run.location.create_file(record_name(self._number), self._record.to_json())
+                except FileExistsError:
+                    raise self._refuse_existing() from None
+                try:
+                    self._converge()
+                except BaseException:  # a full disk: the chain number must stay free for a retry
+                    run.location.remove([record_name(self._number)])
+                    raise
         else:
             self._record = self._read_record()
             self._committed = self._record.draws
