@@ -131,13 +131,22 @@ class BufferedChain(Chain):
 
     def _validate_and_append(self, draw: Any, stats: Any) -> None:
         with self._writes.lock:
-            one = ({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()})
-            self._admit(self._buffer.nbytes_of(*one, 0, 1) if self._failure else 0, 1)
+            if not self._appending:  # a bad draw is refused before the lease is taken
+                self._stage(self._buffer, draw, stats)
+            nbytes = 0
+            if self._failure is not None:
+                one = ({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()})
+                nbytes = self._buffer.nbytes_of(*one, 0, 1)
+            self._admit(nbytes, 1)
             buffer = self._buffer
-            buffer.stage(draw, stats)
-            self._check_staged(buffer)
+            self._stage(buffer, draw, stats)
             buffer.commit()
             self._flush_if_due()
+
+    def _stage(self, buffer: DrawBuffer, draw: Any, stats: Any) -> None:
+        """Validate the draw into the buffer's next row (uncounted until ``commit``)."""
+        buffer.stage(draw, stats)
+        self._check_staged(buffer)
 
     def _check_staged(self, buffer: DrawBuffer) -> None:
         """Refuse the draw staged in ``buffer`` for reasons of the format (it is validated)."""
