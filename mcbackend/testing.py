@@ -39,6 +39,8 @@ from mcbackend.meta import Coordinate, DataVariable, RunMeta, Variable
 from mcbackend.npproto.utils import ndarray_from_numpy
 
 __all__ = [
+    "BIG_ENDIAN_DTYPES",
+    "HOSTILE_NAMES",
     "NUMERIC_DTYPES",
     "SLICES",
     "BackendConformance",
@@ -53,6 +55,22 @@ NUMERIC_DTYPES = [
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "complex64", "complex128", "bool",
 ]  # fmt: skip
+#: Declared dtypes in non-native byte order: stored in any order, read back as declared.
+BIG_ENDIAN_DTYPES = [">f8", ">c16", ">i4"]
+#: Names storage layouts trip on (path separators, NUL, file name length, metadata keys).
+HOSTILE_NAMES = [
+    pytest.param("a\\b", id="backslash"),
+    pytest.param("a/b", id="slash"),
+    pytest.param("a\x00b", id="nul"),
+    pytest.param("x" * 300, id="300-bytes"),
+    pytest.param("%" * 100, id="300-bytes-escaped"),
+    pytest.param("é" * 200, id="400-bytes-utf8"),
+    pytest.param("zarr.json", id="zarr.json"),
+    pytest.param("ZARR.JSON", id="ZARR.JSON"),
+    pytest.param("c", id="c"),
+    pytest.param("..", id="dotdot"),
+    pytest.param("__x", id="dunder"),
+]
 
 _counter = iter(range(10**9))
 
@@ -263,7 +281,7 @@ class BackendConformance:
         np.testing.assert_array_equal(chain.get_stats("n"), [2**62, -7])
         assert chain.get_stats("n").dtype == np.int64
 
-    @pytest.mark.parametrize("dtype", [*NUMERIC_DTYPES, "str"])
+    @pytest.mark.parametrize("dtype", [*NUMERIC_DTYPES, "str", *BIG_ENDIAN_DTYPES])
     def test_dtypes_exact(self, backend, dtype):
         variables = [Variable("scalar", dtype, []), Variable("mat", dtype, [2, 2])]
         meta = make_meta(variables, [Variable("stat", dtype, [3])])
@@ -645,6 +663,148 @@ class BackendConformance:
     def test_bad_meta_refused(self, backend, meta, match):
         with pytest.raises((ValueError, TypeError), match=match):
             backend.init_run(meta)
+
+    # ---- hostile names and text ---------------------------------------------------------
+
+    @pytest.mark.parametrize("name", HOSTILE_NAMES)
+    @pytest.mark.parametrize("role", ["variable", "sample stat"])
+    def test_hostile_names_refused_at_init_run_or_stored(self, backend, name, role):
+        """A name is refused at ``init_run`` (a ValueError naming it) or stored and read back;
+        never accepted and then failing every flush."""
+        hostile = [Variable(name, "float64", [2]), Variable("ok", "int8", [])]
+        plain = [Variable("plain", "float32", [])]
+        meta = make_meta(*((hostile, plain) if role == "variable" else (plain, hostile)))
+        try:
+            run = backend.init_run(meta)
+        except ValueError as ex:
+            assert repr(name) in str(ex), ex
+            assert meta.rid not in set(backend.get_runs().rid)
+            return
+        chain = run.init_chain(0)
+        values = [np.array([i, -i / 3]) for i in range(3)]
+        for i, value in enumerate(values):
+            group = {name: value, "ok": i}
+            chain.append(
+                *((group, {"plain": 1.0}) if role == "variable" else ({"plain": 1.0}, group))
+            )
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        read = chain.get_draws if role == "variable" else chain.get_stats
+        np.testing.assert_array_equal(read(name), values)
+        np.testing.assert_array_equal(read("ok"), [0, 1, 2])
+
+    def test_lone_surrogates_refused_at_append(self, backend):
+        """Text without a UTF-8 encoding (a lone surrogate) is refused at ``append`` and
+        ``append_many``, in every kind of str value; the chain goes on."""
+        meta = make_meta(
+            [Variable("s", "str", []), Variable("g", "str", [2]), Variable("w", "str", [-1])],
+            [Variable("t", "str", []), Variable("in_warmup", "bool", [])],
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        good = {"s": "ok", "g": ["x", "y"], "w": ["a"]}
+        chain.append(good, {"t": "first", "in_warmup": False})
+        bad = "a\ud800"
+        for draw, stats, name in [
+            ({**good, "s": bad}, {}, "s"),
+            ({**good, "s": np.str_(bad)}, {}, "s"),
+            ({**good, "g": np.array(["x", bad])}, {}, "g"),
+            ({**good, "w": ["b", bad]}, {}, "w"),
+            (good, {"t": bad}, "t"),
+        ]:
+            with pytest.raises(ValueError, match=f"'{name}'.*surrogate"):
+                chain.append(draw, stats)
+            with pytest.raises(ValueError, match=f"'{name}'.*surrogate"):
+                chain.append_many(
+                    {k: [v, v] for k, v in draw.items()}, {k: [v, v] for k, v in stats.items()}
+                )
+        assert len(chain) == 1
+        chain.append(good, {"t": "last", "in_warmup": False})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        assert chain.get_stats("t").tolist() == ["first", "last"]
+        assert chain.get_draws("s").tolist() == ["ok", "ok"]
+
+    @pytest.mark.parametrize(
+        "where", ["rid", "variable", "stat", "dims", "coordinate", "attribute", "data"]
+    )
+    def test_text_without_utf8_refused_at_init_run(self, backend, where):
+        """Run ids, names, dims, labels and attributes that have no UTF-8 encoding (a lone
+        surrogate) are refused at ``init_run``, before anything is stored."""
+        bad = "x\udc80"
+
+        def text(place: str, ok: str) -> str:
+            return bad if where == place else ok
+
+        meta = make_meta(
+            [Variable(text("variable", "a"), "float64", [2], dims=[text("dims", "city")])],
+            [Variable(text("stat", "s"), "bool", [])],
+            coordinates=[
+                Coordinate("city", ndarray_from_numpy(np.array(["A", text("coordinate", "B")])))
+            ],
+            data=[DataVariable(text("data", "y"), ndarray_from_numpy(np.ones(2)), [], True)],
+            attributes={"sampler": mcb.ExtendedValue(string_value=text("attribute", "x"))},
+        )
+        meta.rid = text("rid", meta.rid)
+        before = len(backend.get_runs())
+        with pytest.raises(ValueError, match="surrogate"):
+            backend.init_run(meta)
+        assert len(backend.get_runs()) == before
+
+    @pytest.mark.parametrize(
+        "batch", ["abc", np.str_("abc"), b"abc"], ids=["str", "np.str_", "bytes"]
+    )
+    def test_bare_string_as_batch_refused(self, backend, batch):
+        """A batch is a sequence of draws: ``append_many({"s": "abc"})`` is not three draws."""
+        meta = make_meta([Variable("s", "str", [])], [Variable("t", "str", [])])
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        with pytest.raises(TypeError, match="'s'.*sequence of draws"):
+            chain.append_many({"s": batch}, {"t": ["x"] * 3})
+        with pytest.raises(TypeError, match="'t'.*sequence of draws"):
+            chain.append_many({"s": ["x"] * 3}, {"t": batch})
+        assert len(chain) == 0
+        chain.append_many({"s": ["abc"]}, {"t": ["t"]})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        assert chain.get_draws("s").tolist() == ["abc"]
+
+    def test_float_overflow_refused_like_int_overflow(self, backend):
+        """A finite value that would become infinite in the declared float (or complex) dtype is
+        refused, as an int that would wrap around is; inf and nan themselves are stored."""
+        meta = make_meta(
+            [Variable("h", "float16", []), Variable("f", "float32", [2])],
+            [Variable("c", "complex64", [])],
+        )
+        run = backend.init_run(meta)
+        chain = run.init_chain(0)
+        good, stats = {"h": 1.0, "f": [1.0, 2.0]}, {"c": 1j}
+        chain.append(good, stats)
+        for draw, stat, name in [
+            ({**good, "h": 1e6}, stats, "h"),
+            ({**good, "h": 70000}, stats, "h"),
+            ({**good, "h": np.float64(-1e5)}, stats, "h"),
+            ({**good, "f": [1e39, 0.0]}, stats, "f"),
+            ({**good, "f": np.array([0.0, -1e300])}, stats, "f"),
+            (good, {"c": complex(0, 1e39)}, "c"),
+        ]:
+            with pytest.raises(ValueError, match=f"'{name}' is out of range"):
+                chain.append(draw, stat)
+            with pytest.raises(ValueError, match=f"'{name}' is out of range"):
+                chain.append_many(
+                    {k: [v, v] for k, v in draw.items()}, {k: [v, v] for k, v in stat.items()}
+                )
+        assert len(chain) == 1
+        chain.append({"h": np.inf, "f": [np.nan, -np.inf]}, {"c": complex(np.inf, np.nan)})
+        chain.append_many({"h": [65504.0, -np.inf], "f": [[3.4e38, np.nan]] * 2}, {"c": [0j, 1]})
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        np.testing.assert_array_equal(chain.get_draws("h"), [1.0, np.inf, 65504.0, -np.inf])
+        np.testing.assert_array_equal(
+            chain.get_draws("f"),
+            np.array([[1, 2], [np.nan, -np.inf], [3.4e38, np.nan], [3.4e38, np.nan]], "float32"),
+        )
+        assert np.isinf(chain.get_stats("c")[1].real)
 
     # ---- coordinates of any kind --------------------------------------------------------
 
