@@ -99,11 +99,13 @@ def random_value(var: Variable, rng: np.random.Generator) -> np.ndarray:
         words = np.array(["", "α", "beta", "gamma-ray", "∂x/∂y"])
         return rng.choice(words, size=shape)
     dtype = np.dtype(var.dtype)
+    native = dtype.newbyteorder("=")
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+        values = rng.integers(info.min, info.max, size=shape, dtype=native, endpoint=True)
+        return values.astype(dtype)
     if dtype.kind == "c":
         return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(dtype)
     return rng.normal(scale=1e3, size=shape).astype(dtype)
