@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from .meta import RunMeta, Variable
+from .npproto.utils import ndarray_to_numpy
 
 __all__ = [
     "VariableSpec",
+    "check_text",
     "numpy_dtype",
     "specs_by_name",
     "validate_run_meta",
@@ -117,12 +119,16 @@ class VariableSpec:
                     f"Value {value} of {self.name!r} is out of range for its dtype {self.dtype}."
                 )
         elif kind is str and self._scalar_str:
+            if not value.isascii():
+                check_text(value, f"Value of {self.name!r}")
             return np.array(value)
         arr = self._as_array(value)
         self._check_dtype(arr)
         self._check_shape(arr.shape)
         if self.is_str:
-            return arr.astype(str)
+            text = arr.astype(str)
+            _check_unicode(text, f"Value of {self.name!r}")
+            return text
         self._check_range(arr)
         # Draws of dynamic shape are kept as they are: never alias the caller's array.
         return arr.astype(self.dtype, copy=not self.is_rigid)
@@ -172,7 +178,10 @@ class VariableSpec:
         return arr
 
     def _check_range(self, arr: np.ndarray) -> None:
-        """Integers that would wrap around in the declared integer dtype are refused."""
+        """Integers that would wrap around in the declared integer dtype are refused, and so
+        are finite numbers that would overflow to infinity in a float or complex dtype."""
+        if self.dtype.kind in "fc" and arr.size:
+            self._check_float_range(arr)
         if self.dtype.kind not in "iu" or not arr.size:
             return
         if arr.dtype.kind == "O" and _all_ints(arr):
@@ -184,6 +193,19 @@ class VariableSpec:
         info = np.iinfo(self.dtype)
         if lowest < info.min or highest > info.max:
             bad = lowest if lowest < info.min else highest
+            raise ValueError(
+                f"Value {bad} of {self.name!r} is out of range for its dtype {self.dtype}."
+            )
+
+    def _check_float_range(self, arr: np.ndarray) -> None:
+        """Refuse finite values the declared float dtype cannot hold (1e6 in float16); inf
+        and nan themselves are values like any other."""
+        if arr.dtype.kind not in "iufc" or _largest(arr.dtype) <= _largest(self.dtype):
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            overflow = np.isinf(arr.astype(self.dtype)) & np.isfinite(arr)
+        if overflow.any():
+            bad = np.atleast_1d(arr)[np.atleast_1d(overflow)][0]
             raise ValueError(
                 f"Value {bad} of {self.name!r} is out of range for its dtype {self.dtype}."
             )
@@ -214,6 +236,34 @@ class VariableSpec:
             return
         declared = tuple("?" if s <= 0 else s for s in self.shape)
         raise ValueError(f"Value of {self.name!r} has shape {shape}, declared {declared}.")
+
+
+def _largest(dtype: np.dtype) -> float:
+    """The largest finite magnitude of a numeric dtype (of each part, for complex)."""
+    return float(np.iinfo(dtype).max if dtype.kind in "iu" else np.finfo(dtype).max)
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse text without a UTF-8 encoding (lone surrogates such as ``"\\ud800"``): no
+    storage can hold it, so accepting it would fail every later write."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as ex:
+        raise ValueError(
+            f"{what} {text!r} holds a lone surrogate ({text[ex.start]!r} at position "
+            f"{ex.start}), which has no UTF-8 encoding: no backend can store it."
+        ) from None
+
+
+def _check_unicode(values: np.ndarray, what: str) -> None:
+    """``check_text`` of every string of a ``str`` array, at NumPy speed: a surrogate is a
+    code point 0xD800-0xDFFF in the array's UTF-32 storage."""
+    if not values.size or not values.dtype.itemsize:
+        return
+    codes = np.ascontiguousarray(values, values.dtype.newbyteorder("=")).view(np.uint32)
+    if ((codes & 0xFFFFF800) == 0xD800).any():
+        for text in values.flat:
+            check_text(str(text), what)
 
 
 def _all_ints(arr: np.ndarray) -> bool:
@@ -271,6 +321,7 @@ def validate_run_meta(meta: RunMeta) -> None:
         raise TypeError(f"Expected a RunMeta, got {type(meta).__name__}.")
     if not meta.rid:
         raise ValueError("RunMeta.rid is empty; give the run an id.")
+    _check_meta_text(meta)
     for group, kind in [(meta.variables, "variable"), (meta.sample_stats, "sample stat")]:
         for var in group:
             if not var.name:
@@ -287,3 +338,33 @@ def validate_run_meta(meta: RunMeta) -> None:
     for dvar in meta.data:
         if dvar.value is None:
             raise ValueError(f"The data variable {dvar.name!r} has no value.")
+
+
+def _check_meta_text(meta: RunMeta) -> None:
+    """Every text of the metadata has a UTF-8 encoding (protobuf, Zarr and Parquet need one)."""
+    check_text(meta.rid, "The run id")
+    for group, kind in [(meta.variables, "variable"), (meta.sample_stats, "sample stat")]:
+        for var in group:
+            check_text(var.name, f"The {kind} name")
+            for dim in var.dims:
+                check_text(dim, f"A dim of the {kind} {var.name!r}")
+    for dvar in meta.data:
+        check_text(dvar.name, "The data variable name")
+        for dim in dvar.dims:
+            check_text(dim, f"A dim of the data variable {dvar.name!r}")
+    for coord in meta.coordinates:
+        check_text(coord.name, "The coordinate name")
+        labels = ndarray_to_numpy(coord.values) if coord.values else np.empty(0)
+        if labels.dtype.kind == "U":
+            _check_unicode(labels, f"A label of the coordinate {coord.name!r}")
+    for key, value in meta.attributes.items():
+        check_text(key, "The attribute name")
+        if isinstance(value.string_value, str):
+            check_text(value.string_value, f"The attribute {key!r}")
+    try:
+        bytes(meta)
+    except UnicodeEncodeError as ex:  # text nested deeper (struct or list attributes)
+        raise ValueError(
+            f"The run metadata holds text with a lone surrogate ({ex.object[ex.start]!r}), "
+            "which has no UTF-8 encoding: no backend can store it."
+        ) from None

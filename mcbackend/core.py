@@ -454,10 +454,16 @@ def _check_slice(slc: slice) -> slice:
 
 
 def _batch_length(draws: Mapping[str, Any], stats: Mapping[str, Any] | None) -> int:
-    """The number of iterations in an ``append_many`` batch (its first column's length)."""
-    for values in [*draws.values(), *(stats or {}).values()]:
-        return len(values)
-    return 0
+    """The number of iterations in an ``append_many`` batch (its first column's length).
+    A bare string is one value, not a batch of characters: refused."""
+    columns = [*draws.items(), *(stats or {}).items()]
+    for name, values in columns:
+        if isinstance(values, (str, bytes)):
+            raise TypeError(
+                f"The values of {name!r} are a single {type(values).__name__}; append_many "
+                f"takes a sequence of draws per name (e.g. [{values!r}] for one draw)."
+            )
+    return len(columns[0][1]) if columns else 0
 
 
 def _validate_columns(
