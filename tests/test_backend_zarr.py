@@ -1,8 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 
 import mcbackend as mcb
-from mcbackend.testing import BackendConformance
+from mcbackend.meta import Variable
+from mcbackend.testing import BackendConformance, make_meta
 
 
 class TestZarrLocal(BackendConformance):
@@ -87,3 +90,80 @@ class TestZarrV2S3(TestZarrS3):
             f"{s3_bucket}/runs", s3_options, format_version=2, chunk_bytes=256, flush_every=16,
             flush_seconds=None,
         )  # fmt: skip
+
+
+# ---- names and settings every Zarr layout must handle ---------------------------------------
+
+
+def zarr_backend(tmp_path, version: int, **kwargs) -> mcb.ZarrBackend:
+    return mcb.ZarrBackend(
+        str(tmp_path), format_version=version, flush_every=2, flush_seconds=None, **kwargs
+    )
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_str_variables_without_compression(tmp_path, version):
+    """``compression=None`` stores str values (fixed, ragged and stats) like any others."""
+    meta = make_meta(
+        [Variable("s", "str", []), Variable("w", "str", [-1]), Variable("x", "float64", [])],
+        [Variable("t", "str", [])],
+    )
+    run = zarr_backend(tmp_path, version, compression=None).init_run(meta)
+    chain = run.init_chain(0)
+    for i in range(5):
+        chain.append({"s": f"ä{i}", "w": ["a", "bb"][: i % 3], "x": i}, {"t": "t" * i})
+    run.close()
+    chain = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0]
+    assert chain.get_draws("s").tolist() == [f"ä{i}" for i in range(5)]
+    assert [w.tolist() for w in chain.get_draws("w")] == [[], ["a"], ["a", "bb"], [], ["a"]]
+    assert chain.get_stats("t").tolist() == ["t" * i for i in range(5)]
+    assert mcb.open_run(str(tmp_path / meta.rid)).verify() == []
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_backslash_in_names_is_escaped_and_stored(tmp_path, version):
+    """zarr-python reads '\\' as a path separator: node names write it '%5C'."""
+    meta = make_meta([Variable("a\\b", "float64", [2]), Variable("r\\", "int8", [-1])])
+    run = zarr_backend(tmp_path, version).init_run(meta)
+    chain = run.init_chain(0)
+    for i in range(3):
+        chain.append({"a\\b": [i, -i], "r\\": [i] * i})
+    run.close()
+    nodes = {p.name for p in (tmp_path / meta.rid).rglob("*") if "%5C" in p.name}
+    assert nodes == {"a%5Cb", "r%5C"}
+    chain = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0]
+    np.testing.assert_array_equal(chain.get_draws("a\\b"), [[0, 0], [1, -1], [2, -2]])
+    assert [r.tolist() for r in chain.get_draws("r\\")] == [[], [1], [2, 2]]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("a\x00b", "NUL"),
+        ("x" * 256, "256 bytes"),
+        ("%/" * 43, "258 bytes"),
+        ("zarr.json", "Zarr's metadata"),
+        ("Zarr.JSON", "Zarr's metadata"),
+    ],
+)
+@pytest.mark.parametrize("role", ["variables", "sample_stats", "data"])
+def test_names_no_file_can_hold_are_refused_at_init_run(tmp_path, version, name, reason, role):
+    """Names whose node cannot be a file (NUL, over 255 bytes escaped, a metadata key) are
+    refused at init_run, naming them and why, before anything is written."""
+    from mcbackend.meta import DataVariable
+    from mcbackend.npproto.utils import ndarray_from_numpy
+
+    meta = make_meta([Variable("ok", "float64", [])])
+    if role == "data":
+        meta.data = [DataVariable(name, ndarray_from_numpy(np.ones(2)), [], True)]
+    else:
+        getattr(meta, role).append(Variable(name, "float64", []))
+    backend = zarr_backend(tmp_path, version)
+    if role == "data" and version == 1:  # v1 keeps data in meta.pb only: any name is fine
+        backend.init_run(meta)
+        return
+    with pytest.raises(ValueError, match=f"{re.escape(repr(name))}.*{reason}"):
+        backend.init_run(meta)
+    assert not (tmp_path / meta.rid).exists()
+    assert zarr_backend(tmp_path, version).get_runs().empty
