@@ -25,6 +25,7 @@ __all__ = [
     "complex_part_dtype",
     "complex_to_pairs",
     "encode_name",
+    "key_problem",
     "ragged_draws",
     "shape_offsets",
     "str_array",
@@ -43,15 +44,39 @@ class Section(enum.Enum):
 # ---- names ---------------------------------------------------------------------------------
 
 
+#: Bytes a file name may have on common filesystems (ext4, APFS, NTFS: 255).
+MAX_KEY_BYTES = 255
+#: Node names Zarr stores its own documents under (compared case-insensitively: macOS and
+#: Windows filesystems are).
+RESERVED_KEYS = ("zarr.json",)
+
+
 def encode_name(name: str) -> str:
-    """A storage key for a variable name: '/' and '%' are percent-encoded, and so are a
-    leading '.' or '__' (reserved by Zarr). Everything else, unicode and spaces included, stays."""
-    key = name.replace("%", "%25").replace("/", "%2F")
+    """A storage key for a variable name: '/', '\\' (a separator to zarr-python) and '%' are
+    percent-encoded, and so are a leading '.' or '__' (reserved by Zarr). Everything else,
+    unicode and spaces included, stays."""
+    key = name.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
     if key.startswith("."):
         key = "%2E" + key[1:]
     if key.startswith("__"):
         key = "%5F" + key[1:]
     return key
+
+
+def key_problem(name: str) -> str | None:
+    """Why ``encode_name(name)`` cannot name a file or directory, or ``None`` when it can."""
+    key = encode_name(name)
+    if "\0" in key:
+        return "it contains a NUL character, which no filesystem allows in a file name"
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        return (
+            f"its storage key is {size} bytes long, longer than the {MAX_KEY_BYTES} bytes "
+            "filesystems allow in a file name"
+        )
+    if key.casefold() in RESERVED_KEYS:
+        return "Zarr's metadata documents have that name"
+    return None
 
 
 def check_unique_columns(names: Sequence[str], storage: str) -> None:

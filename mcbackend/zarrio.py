@@ -83,7 +83,8 @@ class Compression:
 
     def encode(self, chunk: np.ndarray) -> bytes:
         if chunk.dtype.kind == "U":
-            raw = _VLEN_UTF8.encode(chunk.astype(object).ravel())
+            # a bytearray, which crc32c refuses (with compression None it is hashed as it is)
+            raw = bytes(_VLEN_UTF8.encode(chunk.astype(object).ravel()))
             itemsize = 1
         else:
             chunk = np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))

@@ -111,7 +111,9 @@ def test_str_variables_without_compression(tmp_path, version):
     run = zarr_backend(tmp_path, version, compression=None).init_run(meta)
     chain = run.init_chain(0)
     for i in range(5):
-        chain.append({"s": f"ä{i}", "w": ["a", "bb"][: i % 3], "x": i}, {"t": "t" * i})
+        chain.append(
+            {"s": f"ä{i}", "w": np.array(["a", "bb"][: i % 3], str), "x": i}, {"t": "t" * i}
+        )
     run.close()
     chain = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0]
     assert chain.get_draws("s").tolist() == [f"ä{i}" for i in range(5)]
@@ -167,3 +169,17 @@ def test_names_no_file_can_hold_are_refused_at_init_run(tmp_path, version, name,
         backend.init_run(meta)
     assert not (tmp_path / meta.rid).exists()
     assert zarr_backend(tmp_path, version).get_runs().empty
+
+
+def test_v2_runs_written_with_raw_backslash_stay_readable(tmp_path):
+    """Earlier writers left '\\' raw in v2 node names (readable then): still read."""
+    meta = make_meta([Variable("a\\b", "float64", [])])
+    run = zarr_backend(tmp_path, 2).init_run(meta)
+    chain = run.init_chain(0)
+    chain.append_many({"a\\b": [1.0, 2.0, 3.0]})
+    run.close()
+    posterior = tmp_path / meta.rid / "posterior"
+    (posterior / "a%5Cb").rename(posterior / "a\\b")
+    reopened = mcb.open_run(str(tmp_path / meta.rid))
+    assert reopened.get_chains()[0].get_draws("a\\b").tolist() == [1.0, 2.0, 3.0]
+    assert reopened.verify() == []

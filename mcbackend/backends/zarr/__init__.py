@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...codec import Section
+from ...codec import Section, key_problem
 from ...core import Run
 from ...errors import FormatVersionError, RunNotFoundError
 from ...files import MAX_UNSTORED_BYTES, FileBackend, FileRun, Location, read_run_info
@@ -146,8 +146,19 @@ class ZarrBackend(FileBackend):
         self.run_class = RUN_CLASSES[format_version]
 
     def _check_meta(self, meta: RunMeta) -> None:
-        """Layout v2 stores dims as coordinate arrays beside the variables of a group, so a
-        variable or stat may not be named like a dimension of its group (or chain, draw)."""
+        """Every name must make a node name a file can have (``key_problem``). Layout v2
+        stores dims as coordinate arrays beside the variables of a group, so a variable or
+        stat may not be named like a dimension of its group (or chain, draw)."""
+        named = [("variable", meta.variables), ("sample stat", meta.sample_stats)]
+        if self.write_version != 1:  # v1 keeps data variables in meta.pb only
+            named.append(("data variable", meta.data))
+        for kind, group in named:
+            for var in group:
+                problem = key_problem(var.name)
+                if problem:
+                    raise ValueError(
+                        f"Zarr cannot store the {kind} {var.name!r}: {problem}. Rename it."
+                    )
         if self.write_version == 1:
             return
         for section in Section:

@@ -168,10 +168,11 @@ class ZarrColumn:
         return arr
 
     def as_draws(self, values: np.ndarray) -> np.ndarray:
-        """Rows read from a fixed-shape array as ``get_draws`` returns them."""
+        """Rows read from a fixed-shape array as ``get_draws`` returns them (in the declared
+        dtype: stored little endian, a big-endian declaration reads back big endian)."""
         if self.spec.is_str:
             return str_draws(values if values.dtype.kind == "U" else str_array(values))
-        return values
+        return values.astype(self.spec.dtype, copy=False)
 
     async def read_async(self, lo: int, hi: int) -> np.ndarray:
         """``read`` of a fixed-shape column (after ``array(hi)`` opened it)."""

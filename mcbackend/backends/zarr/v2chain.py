@@ -399,4 +399,4 @@ def _as_draws(blocks: list[np.ndarray], spec) -> np.ndarray:
         from ...codec import str_draws
 
         return str_draws(values)
-    return values
+    return values.astype(spec.dtype, copy=False)  # big-endian declarations read back so

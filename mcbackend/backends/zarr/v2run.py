@@ -6,6 +6,7 @@ Its settings (``chunk_bytes``, compression) live in the root group's
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -75,6 +76,22 @@ def create_v2_run(
     run_dir.write_many(files)
 
 
+def with_legacy_nodes(location: Location, arrays: list[ArraySpec]) -> list[ArraySpec]:
+    """Writers before '\\' was escaped (``encode_name``) left it raw in node names; their
+    nodes are used where the escaped one does not exist (one lookup per such name)."""
+    out = []
+    for array in arrays:
+        legacy = array.node.replace("%5C", "\\")
+        if (
+            legacy != array.node
+            and not location.exists(f"{array.key}/zarr.json")
+            and location.exists(f"{dataclasses.replace(array, node=legacy).key}/zarr.json")
+        ):
+            array = dataclasses.replace(array, node=legacy)
+        out.append(array)
+    return out
+
+
 class ZarrV2Run(FileRun[ZarrV2Chain]):
     """A run stored as Zarr v2 at ``<root>/<rid>``."""
 
@@ -98,7 +115,8 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
         self.compression = Compression(settings["compression"], int(settings["compression_level"]))
         self.max_chunk_draws = int(settings["max_chunk_draws"])
         self.names = settings["names"]
-        self.arrays = sampled_arrays(meta, self.chunk_bytes, self.max_chunk_draws, self.names)
+        arrays = sampled_arrays(meta, self.chunk_bytes, self.max_chunk_draws, self.names)
+        self.arrays = with_legacy_nodes(location, arrays)
         self.ragged = ragged(meta, self.names)
         self._by_name = {
             (a.group, part.name): (a, i)
