@@ -176,8 +176,11 @@ def complex_to_pairs(values: np.ndarray) -> np.ndarray:
 
 
 def complex_from_pairs(parts: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The inverse of ``complex_to_pairs``: flat complex values of ``dtype``."""
-    return np.ascontiguousarray(parts, dtype=complex_part_dtype(dtype)).view(dtype)
+    """The inverse of ``complex_to_pairs``: flat complex values of ``dtype`` (of any byte
+    order: the pairs are paired up in native order, then converted)."""
+    native = dtype.newbyteorder("=")
+    pairs = np.ascontiguousarray(parts, dtype=complex_part_dtype(native))
+    return pairs.view(native).astype(dtype, copy=False)
 
 
 # ---- strings -------------------------------------------------------------------------------

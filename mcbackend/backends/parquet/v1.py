@@ -115,9 +115,12 @@ class ParquetColumn(ColumnMapping):
         ]
 
     def _leaf(self, flat: np.ndarray) -> pa.Array:
-        """A flat numpy array as Arrow values (complex numbers as (real, imag) pairs)."""
+        """A flat numpy array as Arrow values (complex numbers as (real, imag) pairs), in
+        native byte order (Arrow has no other; big-endian declarations read back as such)."""
         if self.spec.is_str:
             return pa.array(np.asarray(flat).astype(object), pa.string())
+        flat = np.asarray(flat)
+        flat = flat.astype(flat.dtype.newbyteorder("="), copy=False)
         if self.spec.dtype.kind == "c":
             return pa.FixedSizeListArray.from_arrays(pa.array(complex_to_pairs(flat)), 2)
         return pa.array(flat)
