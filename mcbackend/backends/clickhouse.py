@@ -188,7 +188,7 @@ class ClickHouseColumn(codec.ColumnMapping):
         if self.is_scalar:
             if self.spec.is_str:
                 return codec.str_draws(codec.str_array(raw))
-            return np.array(raw, dtype=self.spec.dtype).reshape(n)
+            return np.array(raw, dtype=self.spec.dtype).reshape(n)  # the declared byte order
         shapes = columns[self.shape_column] if self.is_ragged else [self.spec.shape] * n
         out = []
         for flat, shape in zip(raw, shapes):
@@ -197,7 +197,11 @@ class ClickHouseColumn(codec.ColumnMapping):
                 arr = codec.complex_from_pairs(arr, self.spec.dtype)
             out.append(arr.reshape(tuple(int(s) for s in shape)))
         if self.spec.is_rigid:
-            return np.stack(out) if out else np.empty((0, *self.spec.shape), self.spec.dtype)
+            if not out:
+                return np.empty((0, *self.spec.shape), self.spec.dtype)
+            return np.stack(out).astype(self.spec.dtype, copy=False)  # the declared byte order
+        if not self.spec.is_str:
+            out = [v.astype(self.spec.dtype, copy=False) for v in out]
         return as_object_array(out)
 
     def _storage_dtype(self) -> np.dtype | type:
