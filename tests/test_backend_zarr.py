@@ -1,9 +1,11 @@
+import json
 import re
 
 import numpy as np
 import pytest
 
 import mcbackend as mcb
+from mcbackend.errors import CorruptRunError
 from mcbackend.meta import Variable
 from mcbackend.testing import BackendConformance, make_meta
 
@@ -183,3 +185,153 @@ def test_v2_runs_written_with_raw_backslash_stay_readable(tmp_path):
     reopened = mcb.open_run(str(tmp_path / meta.rid))
     assert reopened.get_chains()[0].get_draws("a\\b").tolist() == [1.0, 2.0, 3.0]
     assert reopened.verify() == []
+
+
+# ---- Zarr v1: missing and damaged pieces are found, never read as fill values ----------------
+
+V1_DRAWS = (10, 7)  # chains of complete and partial 4-draw chunks
+
+
+def v1_expected(chain: int, i: int) -> tuple[dict, dict]:
+    """Draw ``i`` of ``chain``: no value equals a fill value (0, "" or empty)."""
+    k = 100 * chain + i + 1
+    draw = {
+        "mu": k + 0.5,
+        "theta": np.array([k, -k], "int32"),
+        "label": f"l{k}",
+        "ragged": np.arange(3 + i % 4, dtype="float32") + k,
+    }
+    return draw, {"energy": -float(k), "warning": f"w{k}"}
+
+
+def small_v1_run(tmp_path):
+    meta = make_meta(
+        [
+            Variable("mu", "float64", []),
+            Variable("theta", "int32", [2]),
+            Variable("label", "str", []),
+            Variable("ragged", "float32", [-1]),
+        ],
+        [Variable("energy", "float64", []), Variable("warning", "str", [])],
+    )
+    backend = mcb.ZarrBackend(
+        str(tmp_path), format_version=1, chunk_draws=4, flush_every=4, flush_seconds=None
+    )
+    run = backend.init_run(meta)
+    for c, n in enumerate(V1_DRAWS):
+        chain = run.init_chain(c)
+        for i in range(n):
+            chain.append(*v1_expected(c, i))
+    run.close()
+    return tmp_path / meta.rid
+
+
+def read_all(run_dir) -> None:
+    """Read every value of every chain and compare it with what was written."""
+    run = mcb.open_run(str(run_dir))
+    chains = run.get_chains()
+    assert [len(c) for c in chains] == list(V1_DRAWS)
+    for c, chain in enumerate(chains):
+        expected = [v1_expected(c, i) for i in range(V1_DRAWS[c])]
+        for name in ("mu", "theta", "label", "ragged"):
+            got = chain.get_draws(name)
+            for i, (draw, _) in enumerate(expected):
+                np.testing.assert_array_equal(got[i], draw[name])
+        for name in ("energy", "warning"):
+            np.testing.assert_array_equal(chain.get_stats(name), [s[name] for _, s in expected])
+
+
+#: Files reads do not need (group documents); verify still reports them missing.
+V1_UNREAD = re.compile(
+    r"^(zarr\.json|chain_\d+/(draws|stats)/zarr\.json|chain_\d+/draws/ragged/zarr\.json)$"
+)
+
+
+def test_v1_every_deleted_file_is_reported_and_never_read_as_fill(tmp_path):
+    """Delete each file of a small v1 run in turn: verify names it, and reads raise
+    CorruptRunError (or, for documents reads do not need, return the stored values)."""
+    run_dir = small_v1_run(tmp_path)
+    read_all(run_dir)
+    assert mcb.open_run(str(run_dir)).verify() == []
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file())
+    assert len(files) > 60
+    for path in files:
+        rel = path.relative_to(run_dir).as_posix()
+        data = path.read_bytes()
+        path.unlink()
+        try:
+            if rel in ("mcbackend.json", "meta.pb"):
+                with pytest.raises((mcb.RunNotFoundError, CorruptRunError)):
+                    mcb.open_run(str(run_dir))
+                continue
+            problems = mcb.open_run(str(run_dir)).verify()
+            assert any(rel in p for p in problems), (rel, problems)
+            if V1_UNREAD.match(rel):
+                read_all(run_dir)
+            else:
+                with pytest.raises(CorruptRunError):
+                    read_all(run_dir)
+        finally:
+            path.write_bytes(data)
+    assert mcb.open_run(str(run_dir)).verify() == []
+
+
+def test_v1_every_byte_flipped_chunk_is_reported_and_raises_naming_it(tmp_path):
+    run_dir = small_v1_run(tmp_path)
+    chunks = sorted(p for p in run_dir.rglob("*") if p.is_file() and "/c/" in p.as_posix())
+    assert len(chunks) > 40
+    for path in chunks:
+        rel = path.relative_to(run_dir).as_posix()
+        data = path.read_bytes()
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+        try:
+            (problem,) = mcb.open_run(str(run_dir)).verify()
+            assert rel in problem, (rel, problem)
+            with pytest.raises(CorruptRunError, match=re.escape(rel)):
+                read_all(run_dir)
+        finally:
+            path.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("node", "field", "value"),
+    [
+        ("chain_0/draws/mu", "fill_value", 7.0),
+        ("chain_0/draws/mu", "data_type", "int64"),
+        ("chain_0/draws/theta", "data_type", "uint32"),
+        ("chain_0/draws/label", "fill_value", "x"),
+        ("chain_0/stats/energy", "data_type", "float32"),
+        ("chain_0/draws/ragged/data", "data_type", "float64"),
+        ("chain_0/draws/ragged/ndims", "fill_value", 1),
+        ("chain_0/draws/theta", "shape", [10, 3]),
+        ("chain_0/draws/mu", "shape", [6]),
+        ("chain_0/draws/ragged/ndims", "shape", [6]),
+    ],
+)
+def test_v1_tampered_array_metadata_is_reported_and_raises(tmp_path, node, field, value):
+    run_dir = small_v1_run(tmp_path)
+    path = run_dir / node / "zarr.json"
+    doc = json.loads(path.read_text())
+    doc[field] = value
+    if field == "shape" and len(value) != len(doc["chunk_grid"]["configuration"]["chunk_shape"]):
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [4, *value[1:]]
+    path.write_text(json.dumps(doc))
+    problems = mcb.open_run(str(run_dir)).verify()
+    assert any(f"{node}/zarr.json" in p and field.split("_")[0] in p for p in problems), problems
+    with pytest.raises(CorruptRunError, match=re.escape(node)):
+        read_all(run_dir)
+
+
+def test_v1_missing_chunk_reported_by_the_command(tmp_path):
+    from click.testing import CliRunner
+
+    from mcbackend.cli import main
+
+    run_dir = small_v1_run(tmp_path)
+    (run_dir / "chain_1/stats/warning/c/1").unlink()
+    result = CliRunner().invoke(main, ["verify", str(run_dir)])
+    assert result.exit_code == 1
+    (line,) = [x for x in result.output.splitlines() if x.startswith("CORRUPT")]
+    assert "chain_1/stats/warning/c/1" in line and "missing" in line
