@@ -88,6 +88,13 @@ class FileRun[ChainT: BufferedChain](Run):
         return self._chains[chain_number]
 
     def get_chains(self) -> list[ChainT]:
+        for folder in self._load_chains():
+            self._check_unmarked(folder)
+        return [self._chains[n] for n in sorted(self._chains)]
+
+    def _load_chains(self) -> list[str]:
+        """Open every chain folder that holds its marker; the folders without one."""
+        unmarked = []
         for name in self.location.listdir():
             number = self.chain_number_of(name)
             if number is None or number in self._chains:
@@ -95,7 +102,13 @@ class FileRun[ChainT: BufferedChain](Run):
             if self.location.exists(f"{name}/{self.chain_marker}"):
                 cmeta = ChainMeta(rid=self.meta.rid, chain_number=number)
                 self._chains[number] = self.chain_class(cmeta, self)
-        return [self._chains[n] for n in sorted(self._chains)]
+            else:
+                unmarked.append(name)
+        return unmarked
+
+    def _check_unmarked(self, folder: str) -> None:
+        """A chain folder without its marker is a chain being created, so it is skipped;
+        formats that can tell a lost marker from that raise ``CorruptRunError``."""
 
 
 class FileBackend(Backend):

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 import zarr
@@ -33,7 +33,7 @@ from ...codec import Ragged, Section, encode_name, ragged_draws, shape_offsets, 
 from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer, FileRun, Location
 from ...meta import ChainMeta, RunMeta, Variable
-from ...zarrio import ArrayAppender, Compression, group_document
+from ...zarrio import ArrayAppender, Compression, data_type, fill_value, group_document
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ZarrChain", "ZarrRun", "prepare_v1_run"]
 
@@ -44,11 +44,37 @@ VARIABLE_CHUNK_DRAWS = 1024
 RAGGED_PARTS = ("data", "ndims", "shapes")
 
 
-def open_store(location: Location, *, read_only: bool) -> Store:
-    """A zarr-python store for reading: on local disk ``LocalStore``, elsewhere the location's
-    own filesystem (chained ones like ``zip://...::archive.zip`` included), made async."""
+#: A chunk key below an array: ``.../c/<i>/0/...`` (array documents are ``zarr.json``).
+_CHUNK_KEY = re.compile(r"(^|/)c(/\d+)+$")
+
+
+class StrictStore(zarr.storage.WrapperStore):
+    """Reads through zarr-python that raise on a missing chunk instead of filling it with the
+    fill value: writers store every chunk below a chain's committed length, and readers ask
+    for no other, so a missing one is damage."""
+
+    def __init__(self, store: Store, location: Location) -> None:
+        super().__init__(store)
+        self.location = location
+
+    def _with_store(self, store: Store) -> StrictStore:
+        return type(self)(store, self.location)
+
+    async def get(self, key, prototype, byte_range=None):
+        found = await self._store.get(key, prototype, byte_range)
+        if found is None and _CHUNK_KEY.search(key):
+            raise CorruptRunError(
+                f"Chunk {self.location.url(key)} is missing below the committed length."
+            )
+        return found
+
+
+def open_store(location: Location, *, read_only: bool) -> StrictStore:
+    """A zarr-python store for reading (``StrictStore``): on local disk ``LocalStore``,
+    elsewhere the location's own filesystem (chained ones like ``zip://...::archive.zip``
+    included), made async."""
     if location.is_local:
-        return zarr.storage.LocalStore(location.path, read_only=read_only)
+        return StrictStore(zarr.storage.LocalStore(location.path, read_only=read_only), location)
     fs = location.fs
     if fs.async_impl and not fs.asynchronous:
         fs = type(fs)(*fs.storage_args, **{**fs.storage_options, "asynchronous": True})
@@ -56,7 +82,8 @@ def open_store(location: Location, *, read_only: bool) -> Store:
         from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
         fs = AsyncFileSystemWrapper(fs, asynchronous=True)
-    return zarr.storage.FsspecStore(fs, path=location.path, read_only=read_only)
+    store = zarr.storage.FsspecStore(fs, path=location.path, read_only=read_only)
+    return StrictStore(store, location)
 
 
 def chunk_length_for(spec: VariableSpec, flush_every: int) -> int:
@@ -74,7 +101,9 @@ def chunk_length_for(spec: VariableSpec, flush_every: int) -> int:
 class ZarrColumn:
     """One variable's stored values: a Zarr array, or for dynamic shapes a group of three."""
 
-    def __init__(self, chain_path: str, section: Section, var: Variable, store: Any) -> None:
+    def __init__(
+        self, chain_path: str, section: Section, var: Variable, store: StrictStore
+    ) -> None:
         self.spec = VariableSpec.from_variable(var)
         self.path = f"{chain_path}/{section.value}/{encode_name(var.name)}"
         self.dims = _dims(var)
@@ -159,13 +188,99 @@ class ZarrColumn:
 
     # ---- reading ------------------------------------------------------------------------
 
+    def part_path(self, part: str) -> str:
+        return f"{self.path}/{part}".rstrip("/")
+
+    def part_dtype(self, part: str) -> np.dtype:
+        return self.spec.dtype if part in ("", "data") else np.dtype("int64")
+
+    def url(self, path: str) -> str:
+        return self.store.location.url(path)
+
     def array(self, part: str = "", min_length: int = 0) -> zarr.Array:
-        """A zarr-python handle, re-opened when a writer elsewhere may have grown the array."""
+        """A zarr-python handle, re-opened when a writer elsewhere may have grown the array;
+        metadata that disagrees with the variable, or fewer than ``min_length`` rows, raise
+        ``CorruptRunError`` (nothing is read as fill values or in a wrong type)."""
         arr = self._arrays.get(part)
         if arr is None or arr.shape[0] < min_length:
-            path = f"{self.path}/{part}".rstrip("/")
-            arr = self._arrays[part] = zarr.open_array(self.store, path=path, mode="r")
+            path = self.part_path(part)
+            where = self.url(f"{path}/zarr.json")
+            try:
+                arr = zarr.open_array(self.store, path=path, mode="r", zarr_format=3)
+            except Exception as ex:
+                raise CorruptRunError(
+                    f"{where}: array metadata missing or unreadable: {ex}"
+                ) from ex
+            problem = self._metadata_problem(part, arr)
+            if problem:
+                raise CorruptRunError(f"{where}: {problem}")
+            self._arrays[part] = arr
+        if arr.shape[0] < min_length:
+            raise CorruptRunError(
+                f"{self.url(self.part_path(part))}/zarr.json: shape {list(arr.shape)} holds "
+                f"{arr.shape[0]} rows, {min_length} are committed."
+            )
         return arr
+
+    def _metadata_problem(self, part: str, arr: zarr.Array) -> str | None:
+        """How an array's metadata differs from what the writer wrote for the variable."""
+        doc = arr.metadata.to_dict()
+        dtype = self.part_dtype(part)
+        for key, want in [("data_type", data_type(dtype)), ("fill_value", fill_value(dtype))]:
+            found = json.loads(json.dumps(doc.get(key), default=str))  # as in the document
+            if found != want:
+                return f"{key} is {found!r}, written as {want!r}."
+        inner = tuple(self.spec.shape) if part == "" else ()
+        if tuple(doc["shape"][1:]) != inner or len(arr.chunks) != len(doc["shape"]):
+            return f"shape {doc['shape']} does not fit the variable's shape {list(inner)}."
+        try:
+            Compression.from_codecs(doc["codecs"])
+        except (ValueError, KeyError, TypeError) as ex:
+            return f"codecs differ from the written ones: {ex}"
+        return None
+
+    def chunk_problems(self, part: str, arr: zarr.Array, lo: int, hi: int) -> list[str]:
+        """Each chunk holding rows ``lo:hi`` read alone: the missing or damaged ones, named."""
+        step = arr.chunks[0]
+        problems = []
+        for i in range(lo // step, -(-hi // step)):
+            try:
+                arr[i * step : (i + 1) * step]
+            except CorruptRunError as ex:
+                problems.append(str(ex))
+            except Exception as ex:
+                key = "/".join([self.part_path(part), "c", str(i)] + ["0"] * (arr.ndim - 1))
+                problems.append(
+                    f"Chunk {self.url(key)} (rows {i * step}-{(i + 1) * step - 1}) is damaged: {ex}"
+                )
+        return problems
+
+    def committed_ends(self, length: int) -> dict[str, int | None]:
+        """The rows of each part a chain of ``length`` draws uses (``None``: unknown, its
+        ``ndims``/``shapes`` are damaged)."""
+        if not self.is_ragged:
+            return {"": length}
+        ends: dict[str, int | None] = {"ndims": length, "shapes": None, "data": None}
+        try:
+            ndims = self._read_raw("ndims", 0, length)
+            shape_starts, data_offsets = shape_offsets(
+                ndims, self._read_raw("shapes", 0, int(ndims.sum()))
+            )
+        except CorruptRunError:
+            return ends  # reported part by part
+        return {**ends, "shapes": int(shape_starts[-1]), "data": int(data_offsets[-1])}
+
+    def verify(self, length: int) -> list[str]:
+        """Metadata and every chunk below the committed length of each part."""
+        problems = []
+        for part, end in self.committed_ends(length).items():
+            try:
+                arr = self.array(part, end or 0)
+            except CorruptRunError as ex:
+                problems.append(str(ex))
+                continue
+            problems += self.chunk_problems(part, arr, 0, arr.shape[0] if end is None else end)
+        return problems
 
     def as_draws(self, values: np.ndarray) -> np.ndarray:
         """Rows read from a fixed-shape array as ``get_draws`` returns them (in the declared
@@ -180,9 +295,16 @@ class ZarrColumn:
 
     def _read_raw(self, part: str, lo: int, hi: int) -> np.ndarray:
         if hi <= lo:
-            dtype = self.spec.dtype if part in ("", "data") else np.dtype("int64")
-            return np.empty((0, *self.spec.shape) if part == "" else (0,), dtype=dtype)
-        values = np.asarray(self.array(part, hi)[lo:hi])
+            shape = (0, *self.spec.shape) if part == "" else (0,)
+            return np.empty(shape, dtype=self.part_dtype(part))
+        arr = self.array(part, hi)
+        try:
+            values = np.asarray(arr[lo:hi])
+        except CorruptRunError:
+            raise
+        except Exception as ex:
+            problems = self.chunk_problems(part, arr, lo, hi) or [f"{ex}"]
+            raise CorruptRunError(problems[0]) from ex
         if self.spec.is_str and part in ("", "data"):
             values = str_array(values)
         return values
@@ -198,27 +320,6 @@ class ZarrColumn:
         draw_shapes = [shapes[shape_starts[i] : shape_starts[i + 1]] for i in range(lo, hi)]
         offsets = data_offsets[lo : hi + 1] - data_offsets[lo]
         return ragged_draws(flat, offsets, draw_shapes, self.spec.dtype)
-
-
-def verify_array(column: ZarrColumn, part: str, committed: int) -> list[str]:
-    path = f"{column.path}/{part}".rstrip("/")
-    try:
-        arr = column.array(part)
-    except Exception as ex:
-        return [f"{path}: metadata unreadable ({ex})"]
-    if part in ("", "ndims") and arr.shape[0] < committed:
-        return [f"{path}: holds {arr.shape[0]} draws, the chain committed {committed}"]
-    problems = []
-    step = arr.chunks[0]
-    for i, lo in enumerate(range(0, arr.shape[0], step)):
-        try:
-            arr[lo : lo + step]
-        except Exception as ex:
-            key = "/".join(["c", str(i)] + ["0"] * (arr.ndim - 1))
-            problems.append(
-                f"{path}/{key}: chunk {i} (draws {lo}-{lo + step - 1}) is corrupt: {ex}"
-            )
-    return problems
 
 
 def _dims(var: Variable) -> list[str]:
@@ -260,8 +361,28 @@ class ZarrChain(BufferedChain):
         return [c for columns in self._columns.values() for c in columns.values()]
 
     def _stored_length(self) -> int:
-        doc = json.loads(self._run.location.read_bytes(f"{self._path}/zarr.json"))
-        return int(doc["attributes"]["mcbackend"]["draws"])
+        where = self._run.location.url(f"{self._path}/zarr.json")
+        try:
+            doc = json.loads(self._run.location.read_bytes(f"{self._path}/zarr.json"))
+            return int(doc["attributes"]["mcbackend"]["draws"])
+        except FileNotFoundError as ex:
+            raise CorruptRunError(f"{where} is missing: the committed length is lost.") from ex
+        except (ValueError, KeyError, TypeError) as ex:
+            raise CorruptRunError(f"{where} is corrupt: {ex!r}") from ex
+
+    def verify(self) -> list[str]:
+        """Group documents, then each column's metadata and chunks below the committed length
+        (arrays are written with the first flush)."""
+        location = self._run.location
+        groups = [f"{self._path}/{s.value}/zarr.json" for s in Section]
+        groups += [f"{c.path}/zarr.json" for c in self._all_columns() if c.is_ragged]
+        found = location.read_many(groups, missing_ok=True)
+        problems = [f"{location.url(g)} is missing" for g in groups if g not in found]
+        committed = self._stored_length()
+        if committed:
+            for column in self._all_columns():
+                problems += column.verify(committed)
+        return problems
 
     def _create(self) -> None:
         if self._run.location.exists(f"{self._path}/zarr.json"):
@@ -310,7 +431,10 @@ class ZarrChain(BufferedChain):
         lo, hi = int(idx.min()), int(idx.max()) + 1
         for column in plain:
             column.array("", hi)
-        blocks = sync(_gather(c.read_async(lo, hi) for c in plain))
+        try:
+            blocks = sync(_gather(c.read_async(lo, hi) for c in plain))
+        except Exception:  # read one by one: the damaged column raises, naming its chunk
+            blocks = [c.read(lo, hi) for c in plain]
         out = {c.spec.name: block[idx - lo] for c, block in zip(plain, blocks)}
         ragged = [c.spec for c in columns if c.is_ragged]
         out.update(super()._read_many_stored(ragged, idx, section=section))
@@ -340,16 +464,36 @@ class ZarrRun(FileRun[ZarrChain]):
         self.store = open_store(location, read_only=self.read_only)
 
     def verify(self) -> list[str]:
-        """Read every stored chunk (zarr-python checks each one's CRC-32C); the problems found."""
+        """The root document, chain folders without their commit document, and every chain:
+        metadata as written and every chunk below the committed length (zarr-python checks
+        each one's CRC-32C); the problems found."""
         problems = []
-        for chain in self.get_chains():
-            committed = len(chain)
-            if not committed:
-                continue  # arrays are written with the first flush
-            for column in chain._all_columns():
-                for part in column.parts:
-                    problems += verify_array(column, part, committed)
+        if not self.location.exists("zarr.json"):
+            problems.append(f"{self.location.url('zarr.json')} is missing (the run's group)")
+        for folder in self._load_chains():
+            problem = self._lost_commit(folder)
+            if problem:
+                problems.append(problem)
+        for chain in self._chains.values():
+            try:
+                problems += chain.verify()
+            except CorruptRunError as ex:
+                problems.append(str(ex))
         return problems
+
+    def _check_unmarked(self, folder: str) -> None:
+        problem = self._lost_commit(folder)
+        if problem:
+            raise CorruptRunError(problem)
+
+    def _lost_commit(self, folder: str) -> str | None:
+        """A chain folder holding arrays but no ``zarr.json``: its committed length is lost
+        (a chain being created holds only its two group documents until then)."""
+        for section in Section:
+            if set(self.location.child(f"{folder}/{section.value}").listdir()) - {"zarr.json"}:
+                marker = self.location.url(f"{folder}/{self.chain_marker}")
+                return f"{marker} is missing: the chain's committed length is lost."
+        return None
 
 
 def prepare_v1_run(run_dir: Location, meta: RunMeta) -> None:

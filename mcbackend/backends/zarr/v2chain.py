@@ -16,7 +16,7 @@ from ...columns import as_object_array
 from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer
 from ...meta import ChainMeta
-from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn, verify_array
+from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
 from .v2layout import SAMPLED, ArraySpec, fill_array
 from .v2read import SegmentGone, read_rows
@@ -304,12 +304,7 @@ class ZarrV2Chain(BufferedChain):
         """Problems of the hidden columns below ``committed`` draws (as v1 checks them)."""
         if not committed:
             return []
-        return [
-            p
-            for c in self._hidden.values()
-            for part in c.parts
-            for p in verify_array(c, part, committed)
-        ]
+        return [p for c in self._hidden.values() for p in c.verify(committed)]
 
     # ---- reading ------------------------------------------------------------------------
 
