@@ -244,9 +244,9 @@ def verify(url: str, options: str | None) -> None:
     problems = run.verify()
     for problem in problems:
         click.echo(f"CORRUPT {problem}")
-    draws = sum(len(c) for c in run.get_chains())
-    if problems:
+    if problems:  # before listing chains: a lost chain document makes that raise
         raise click.ClickException(f"{len(problems)} problem(s) in run {run.meta.rid}")
+    draws = sum(len(c) for c in run.get_chains())
     click.echo(f"OK {run.meta.rid}: {len(run.get_chains())} chains, {draws} draws verified")
 
 

@@ -330,8 +330,12 @@ def test_v1_missing_chunk_reported_by_the_command(tmp_path):
     from mcbackend.cli import main
 
     run_dir = small_v1_run(tmp_path)
-    (run_dir / "chain_1/stats/warning/c/1").unlink()
-    result = CliRunner().invoke(main, ["verify", str(run_dir)])
-    assert result.exit_code == 1
-    (line,) = [x for x in result.output.splitlines() if x.startswith("CORRUPT")]
-    assert "chain_1/stats/warning/c/1" in line and "missing" in line
+    for lost in ["chain_1/stats/warning/c/1", "chain_0/zarr.json"]:
+        data = (run_dir / lost).read_bytes()
+        (run_dir / lost).unlink()
+        result = CliRunner().invoke(main, ["verify", str(run_dir)])
+        assert result.exit_code == 1
+        (line,) = [x for x in result.output.splitlines() if x.startswith("CORRUPT")]
+        assert lost in line and "missing" in line
+        assert "1 problem(s)" in result.output
+        (run_dir / lost).write_bytes(data)
