@@ -69,6 +69,21 @@ class TestNullBackend:
             chain.append({"a": np.ones(3)})
         assert len(chain) == 0
 
+    def test_refuses_what_no_backend_could_store(self):
+        """The checks every backend makes at append: lone surrogates, float overflow, a bare
+        string as a batch; at init_run: text without UTF-8."""
+        meta = make_meta([Variable("h", "float16", [])], [Variable("t", "str", [])])
+        chain = mcb.NullBackend().init_run(meta).init_chain(0)
+        with pytest.raises(ValueError, match="'t'.*surrogate"):
+            chain.append({"h": 1.0}, {"t": "\ud800"})
+        with pytest.raises(ValueError, match="'h' is out of range"):
+            chain.append({"h": 1e6}, {"t": "x"})
+        with pytest.raises(TypeError, match="'t'.*sequence of draws"):
+            chain.append_many({"h": [1.0, 2.0, 3.0]}, {"t": "abc"})
+        assert len(chain) == 0
+        with pytest.raises(ValueError, match="surrogate"):
+            mcb.NullBackend().init_run(make_meta([Variable("\udc80", "float64", [])]))
+
     def test_get_runs_and_unknown_rid_as_every_backend(self):
         """``get_runs`` returns the DataFrame every backend returns; unknown ids raise."""
         backend = mcb.NullBackend()
