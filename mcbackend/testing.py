@@ -707,13 +707,14 @@ class BackendConformance:
         good = {"s": "ok", "g": ["x", "y"], "w": ["a"]}
         chain.append(good, {"t": "first", "in_warmup": False})
         bad = "a\ud800"
-        for draw, stats, name in [
+        cases: list[tuple[dict, dict, str]] = [
             ({**good, "s": bad}, {}, "s"),
             ({**good, "s": np.str_(bad)}, {}, "s"),
             ({**good, "g": np.array(["x", bad])}, {}, "g"),
             ({**good, "w": ["b", bad]}, {}, "w"),
             (good, {"t": bad}, "t"),
-        ]:
+        ]
+        for draw, stats, name in cases:
             with pytest.raises(ValueError, match=f"'{name}'.*surrogate"):
                 chain.append(draw, stats)
             with pytest.raises(ValueError, match=f"'{name}'.*surrogate"):

@@ -82,6 +82,7 @@ class Compression:
         raise ValueError(f"Cannot append to an array with codecs {names}.")
 
     def encode(self, chunk: np.ndarray) -> bytes:
+        raw: bytes | np.ndarray
         if chunk.dtype.kind == "U":
             # a bytearray, which crc32c refuses (with compression None it is hashed as it is)
             raw = bytes(_VLEN_UTF8.encode(chunk.astype(object).ravel()))

@@ -149,16 +149,14 @@ class ZarrBackend(FileBackend):
         """Every name must make a node name a file can have (``key_problem``). Layout v2
         stores dims as coordinate arrays beside the variables of a group, so a variable or
         stat may not be named like a dimension of its group (or chain, draw)."""
-        named = [("variable", meta.variables), ("sample stat", meta.sample_stats)]
+        named = [("variable", v.name) for v in meta.variables]
+        named += [("sample stat", s.name) for s in meta.sample_stats]
         if self.write_version != 1:  # v1 keeps data variables in meta.pb only
-            named.append(("data variable", meta.data))
-        for kind, group in named:
-            for var in group:
-                problem = key_problem(var.name)
-                if problem:
-                    raise ValueError(
-                        f"Zarr cannot store the {kind} {var.name!r}: {problem}. Rename it."
-                    )
+            named += [("data variable", d.name) for d in meta.data]
+        for kind, name in named:
+            problem = key_problem(name)
+            if problem:
+                raise ValueError(f"Zarr cannot store the {kind} {name!r}: {problem}. Rename it.")
         if self.write_version == 1:
             return
         for section in Section:

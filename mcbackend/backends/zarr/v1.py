@@ -21,6 +21,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import zarr
@@ -224,7 +225,7 @@ class ZarrColumn:
 
     def _metadata_problem(self, part: str, arr: zarr.Array) -> str | None:
         """How an array's metadata differs from what the writer wrote for the variable."""
-        doc = arr.metadata.to_dict()
+        doc: dict[str, Any] = dict(arr.metadata.to_dict())
         dtype = self.part_dtype(part)
         for key, want in [("data_type", data_type(dtype)), ("fill_value", fill_value(dtype))]:
             found = json.loads(json.dumps(doc.get(key), default=str))  # as in the document
