@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +132,7 @@ class VariableSpec:
             return text
         self._check_range(arr)
         # Draws of dynamic shape are kept as they are: never alias the caller's array.
-        return arr.astype(self.dtype, copy=not self.is_rigid)
+        return self._converted(arr, copy=not self.is_rigid)
 
     def missing_value(self) -> np.ndarray:
         """What stands for a value left out: NaN where the dtype has it, else 0, False or "";
@@ -155,7 +156,7 @@ class VariableSpec:
         if arr.dtype is not self.dtype and arr.dtype != self.dtype:
             self._check_dtype(arr)
             self._check_range(arr)
-            arr = arr.astype(self.dtype)
+            arr = self._converted(arr)
         if arr.shape[:1] != (n,):
             raise ValueError(f"{self.name!r} has {len(arr)} values, expected {n}.")
         if arr.shape[1:] != self.shape:
@@ -178,10 +179,8 @@ class VariableSpec:
         return arr
 
     def _check_range(self, arr: np.ndarray) -> None:
-        """Integers that would wrap around in the declared integer dtype are refused, and so
-        are finite numbers that would overflow to infinity in a float or complex dtype."""
-        if self.dtype.kind in "fc" and arr.size:
-            self._check_float_range(arr)
+        """Integers that would wrap around in the declared integer dtype are refused (floats
+        that would overflow: ``_converted``)."""
         if self.dtype.kind not in "iu" or not arr.size:
             return
         if arr.dtype.kind == "O" and _all_ints(arr):
@@ -197,18 +196,21 @@ class VariableSpec:
                 f"Value {bad} of {self.name!r} is out of range for its dtype {self.dtype}."
             )
 
-    def _check_float_range(self, arr: np.ndarray) -> None:
-        """Refuse finite values the declared float dtype cannot hold (1e6 in float16); inf
-        and nan themselves are values like any other."""
-        if arr.dtype.kind not in "iufc" or _largest(arr.dtype) <= _largest(self.dtype):
-            return
+    def _converted(self, arr: np.ndarray, copy: bool = True) -> np.ndarray:
+        """``arr`` in the declared dtype. Finite values that become infinite (1e6 in float16)
+        are refused, as integers that would wrap are; inf and nan themselves are values."""
+        if not _may_overflow(arr.dtype, self.dtype) or _within(arr, _largest(self.dtype)):
+            return arr.astype(self.dtype, copy=copy)
         with np.errstate(over="ignore", invalid="ignore"):
-            overflow = np.isinf(arr.astype(self.dtype)) & np.isfinite(arr)
-        if overflow.any():
-            bad = np.atleast_1d(arr)[np.atleast_1d(overflow)][0]
-            raise ValueError(
-                f"Value {bad} of {self.name!r} is out of range for its dtype {self.dtype}."
-            )
+            out = arr.astype(self.dtype, copy=copy)
+        if np.isinf(out).any():
+            overflow = np.isinf(out) & np.isfinite(arr)
+            if overflow.any():
+                bad = np.atleast_1d(arr)[np.atleast_1d(overflow)][0]
+                raise ValueError(
+                    f"Value {bad} of {self.name!r} is out of range for its dtype {self.dtype}."
+                )
+        return out
 
     def _check_dtype(self, arr: np.ndarray) -> None:
         if self.is_str:
@@ -238,9 +240,29 @@ class VariableSpec:
         raise ValueError(f"Value of {self.name!r} has shape {shape}, declared {declared}.")
 
 
+@functools.cache
 def _largest(dtype: np.dtype) -> float:
-    """The largest finite magnitude of a numeric dtype (of each part, for complex)."""
-    return float(np.iinfo(dtype).max if dtype.kind in "iu" else np.finfo(dtype).max)
+    """The largest finite value of a float dtype."""
+    return float(np.finfo(dtype).max)
+
+
+def _within(arr: np.ndarray, limit: float) -> bool:
+    """Every value of a real array lies in ``[-limit, limit]``: a quick test, much cheaper
+    than converting under NumPy's error state (nan, inf or complex: ``False``, look closer)."""
+    if arr.dtype.kind not in "iuf" or not arr.size:
+        return not arr.size
+    if arr.ndim == 0:
+        return abs(float(arr)) <= limit
+    return float(arr.max()) <= limit and float(arr.min()) >= -limit
+
+
+@functools.cache
+def _may_overflow(source: np.dtype, target: np.dtype) -> bool:
+    """Some finite number of ``source`` is too large for the float/complex ``target``."""
+    if target.kind not in "fc" or source.kind not in "iufc":
+        return False
+    largest = np.iinfo(source).max if source.kind in "iu" else np.finfo(source).max
+    return float(largest) > _largest(target)
 
 
 def check_text(text: str, what: str) -> None:
@@ -256,14 +278,16 @@ def check_text(text: str, what: str) -> None:
 
 
 def _check_unicode(values: np.ndarray, what: str) -> None:
-    """``check_text`` of every string of a ``str`` array, at NumPy speed: a surrogate is a
-    code point 0xD800-0xDFFF in the array's UTF-32 storage."""
-    if not values.size or not values.dtype.itemsize:
+    """``check_text`` of every string of a ``str`` array: all of them joined are checked at
+    once (a lone surrogate stays one when joined), each only when that fails."""
+    joined = "".join(values.ravel().tolist())
+    if joined.isascii():
         return
-    codes = np.ascontiguousarray(values, values.dtype.newbyteorder("=")).view(np.uint32)
-    if ((codes & 0xFFFFF800) == 0xD800).any():
-        for text in values.flat:
-            check_text(str(text), what)
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        for text in values.ravel().tolist():
+            check_text(text, what)
 
 
 def _all_ints(arr: np.ndarray) -> bool:
