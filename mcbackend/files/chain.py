@@ -28,7 +28,7 @@ from ..meta import ChainMeta
 from . import flusher
 from .buffer import DrawBuffer
 from .lease import ChainLease, release_later
-from .pipeline import WriteFailed, WritePipeline
+from .pipeline import Encode, Store, WriteFailed, WritePipeline, in_order
 from .storage import reaching, where
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ class BufferedChain(Chain):
 
     Every field is guarded by the pipeline's lock (``self._writes.lock``), which every append,
     flush and read holds; the idle flusher's thread only tries it. ``_stale`` is also read and
-    cleared by the writer thread, only while no failure is being collected.
+    cleared by the writer thread, only while no failure is being collected; the writers' state
+    (what ``_plan_write`` reads) is changed by one thread at a time (see ``_plan_step``).
 
     A handle writes only while it holds the chain's ``ChainLease`` (one writer per chain): taken
     when it creates the chain or starts appending to it, confirmed before every write, given up
@@ -70,8 +71,9 @@ class BufferedChain(Chain):
     Subclasses implement ``_stored_length`` (committed draws, read from storage), ``_resume``
     (prepare appending after the committed draws, returns their number), ``_write(buffer,
     start, n)`` (write ``n`` buffered draws as draws ``start...``, commit point last;
-    ``self._lease.confirm()`` again right before the commit point) and ``_reader``. A created
-    chain takes its lease here unless the subclass passes ``created=False`` and takes it itself.
+    ``self._lease.confirm()`` again right before the commit point; or ``_plan_write`` to encode
+    ahead in the encode pool) and ``_reader``. A created chain takes its lease here unless the
+    subclass passes ``created=False`` and takes it itself.
     """
 
     #: Bytes of written draws each chain keeps in memory for reads.
@@ -88,7 +90,7 @@ class BufferedChain(Chain):
             flush_every=run.flush_every,
             flush_seconds=run.flush_seconds,
         )
-        self._writes = WritePipeline(self._write_step, name=self.cid, on_written=self._written)
+        self._writes = WritePipeline(plan=self._plan_step, name=self.cid, on_written=self._written)
         self._writing = created  # appending: the pipeline's counters are valid
         self._kept: list[tuple[int, DrawBuffer]] = []  # written draws held: (start, buffer)
         self._failure: BaseException | None = None  # why the newest write failed
@@ -122,6 +124,12 @@ class BufferedChain(Chain):
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         raise NotImplementedError()
+
+    def _plan_write(self, buffer: DrawBuffer, start: int, n: int) -> Encode:
+        """The write's steps (``mcbackend.files.pipeline.Plan``); by default all of it is
+        stored in order by ``_write``. A format whose encoding needs no state of earlier
+        writes returns an encode step that runs in the encode pool."""
+        return in_order(self._write)(buffer, start, n)
 
     def _reader(self, spec: VariableSpec, section: Section) -> Callable[[int, int], np.ndarray]:
         """Reads stored draws ``lo:hi`` of one variable or stat."""
@@ -331,10 +339,36 @@ class BufferedChain(Chain):
             return False
         return True
 
+    def _plan_step(self, buffer: DrawBuffer, start: int, n: int) -> Encode:
+        """The pipeline's plan (under the lock, in order). Planning reads and advances the
+        writers' state, so after a failed write (``_stale``) the write runs whole on the
+        writer thread (``_write_step``: rebuild the writers from storage, then plan, encode
+        and store), undoing what the failed writes' plans advanced. Until a write succeeds
+        again (``_failure`` cleared) no write is handed over while one is under way
+        (``_flush_if_due``, ``_retry``), so no plan here runs beside that one."""
+        if self._stale:
+            return in_order(self._write_step)(buffer, start, n)
+        return self._by_lease_holder(self._plan_write(buffer, start, n))
+
+    def _by_lease_holder(self, encode: Encode) -> Encode:
+        """``encode`` whose store step first confirms the lease (on the writer thread, as
+        ``_write_step`` does): only the chain's writer stores."""
+
+        def encoded() -> Store:
+            store = encode()
+
+            def confirmed() -> None:
+                self._lease.confirm()
+                store()
+
+            return confirmed
+
+        return encoded
+
     def _write_step(self, buffer: DrawBuffer, start: int, n: int) -> None:
-        """The pipeline's write, by the lease holder only. After a failed write the writers are
-        first rebuilt from storage; draws of this write that storage holds already (a write
-        whose reply was lost landed) are not written again."""
+        """A write run whole on the writer thread, by the lease holder only. After a failed
+        write the writers are first rebuilt from storage; draws of this write that storage
+        holds already (a write whose reply was lost landed) are not written again."""
         self._lease.confirm()
         skip = self._reopen(start, n) if self._stale else 0
         if skip < n:

@@ -1,12 +1,19 @@
 """The write pipeline of a chain: buffers handed to a writer thread, in order, one commit after
 the other, with the counters that say how far storage has got.
 
+A write has up to three steps (``Plan``): planned in order when its buffer is handed over,
+encoded in the process's encode pool (``encode_pool``: two workers, as many as the cores the
+codecs were measured on; encodes of one chain's consecutive buffers may overlap), stored in
+order on the chain's writer thread, commit point last.
+
 Every concurrency rule of the file backends' chains lives here (the idle flusher only calls
 into a chain through this lock, see ``mcbackend.files.flusher``).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -16,10 +23,39 @@ from dataclasses import dataclass
 from .buffer import DrawBuffer
 from .threads import CallerRunsExecutor
 
-__all__ = ["WriteFailed", "WritePipeline"]
+__all__ = ["MAX_BYTES_IN_FLIGHT", "MAX_IN_FLIGHT", "WriteFailed", "WritePipeline", "encode_pool"]
 
 #: Writes ``n`` draws of a buffer as draws ``start...``, commit point last.
 WriteFn = Callable[[DrawBuffer, int, int], None]
+#: Stores encoded draws, commit point last (on the writer thread, in order).
+Store = Callable[[], None]
+#: Encodes draws (in the encode pool, possibly beside other encodes); returns the store step.
+Encode = Callable[[], Store]
+#: Called in order, under the lock, when ``n`` draws of a buffer are handed over as draws
+#: ``start...``: cheap bookkeeping that needs the previous buffer; returns the encode step.
+Plan = Callable[[DrawBuffer, int, int], Encode]
+
+#: Default bounds of the writes under way per chain: two buffers (double buffering: one being
+#: written, one waiting, while appends fill a third) of at most 256 MiB together (a single
+#: larger buffer is still handed over alone).
+MAX_IN_FLIGHT = 2
+MAX_BYTES_IN_FLIGHT = 256 << 20
+
+
+def in_order(write: WriteFn) -> Plan:
+    """A write with nothing to encode ahead: all of it runs in order on the writer thread."""
+    return lambda buffer, start, n: lambda: lambda: write(buffer, start, n)
+
+
+@functools.cache
+def _encoders(pid: int) -> ThreadPoolExecutor:
+    return CallerRunsExecutor(2, thread_name_prefix="mcbackend-encode")
+
+
+def encode_pool() -> ThreadPoolExecutor:
+    """The process's encode workers (a forked child gets its own). Only work that waits for
+    nothing else runs there (codecs that release the GIL), so no task waits for a worker."""
+    return _encoders(os.getpid())
 
 
 class WriteFailed(Exception):
@@ -43,6 +79,7 @@ class _Write:
     buffer: DrawBuffer
     start: int
     n: int
+    encoded: Future[Store]
 
 
 class WritePipeline:
@@ -54,35 +91,39 @@ class WritePipeline:
     - ``committed``: draws durable in storage (the commit point of the newest finished write).
     - ``queued``: draws handed to the pipeline, written or in flight; the chain's buffer
       starts here.
-    - ``_in_flight``: writes handed to the writer thread and not yet collected, oldest first.
+    - ``_in_flight``: writes handed over and not yet collected, oldest first.
     - ``_executor``: the chain's writer thread (one, so writes commit in order).
 
-    The writer thread only runs ``write`` on a buffer the chain no longer touches; it sets no
-    field. Finished writes are collected (``committed`` advanced, ``on_written`` called) by
-    whichever thread next needs room or waits, under the lock.
+    The encode pool and the writer thread only work on buffers the chain no longer touches;
+    they set no field. Finished writes are collected (``committed`` advanced, ``on_written``
+    called) by whichever thread next needs room or waits, under the lock.
 
     ``max_in_flight`` and ``max_bytes`` bound the writes under way (count, and bytes of their
-    buffers): handing over a buffer blocks only while a bound is hit. One write in flight is
-    the default; more overlap a slow store with appends at the cost of memory.
+    buffers): handing over a buffer blocks only while a bound is hit. The defaults
+    (``MAX_IN_FLIGHT``, ``MAX_BYTES_IN_FLIGHT``) double-buffer: appends go on while one write
+    is stored and the next is encoded or waits. A crash loses the writes in flight.
     """
 
     def __init__(
         self,
-        write: WriteFn,
+        write: WriteFn | None = None,
         *,
+        plan: Plan | None = None,
         name: str,
         on_written: Callable[[int, DrawBuffer], None] = lambda start, buffer: None,
-        max_in_flight: int = 1,
-        max_bytes: int | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        max_bytes: int | None = MAX_BYTES_IN_FLIGHT,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}.")
+        if (write is None) == (plan is None):
+            raise ValueError("Give a write pipeline either write or plan.")
         self.lock = threading.RLock()
         self.committed = 0
         self.queued = 0
         self.max_in_flight = max_in_flight
         self.max_bytes = max_bytes
-        self._write = write
+        self._plan: Plan = plan or in_order(write)  # type: ignore[arg-type]
         self._on_written = on_written
         self._name = name
         self._in_flight: deque[_Write] = deque()
@@ -105,27 +146,34 @@ class WritePipeline:
         """
         self._make_room(buffer.nbytes)
         start = self.queued
+        try:
+            encode = self._plan(buffer, start, n)
+        except Exception as ex:  # a plan does no I/O, so this is a bug: fail after the others
+            self.wait()
+            raise WriteFailed(start, [buffer], ex) from ex
+        encoded = encode_pool().submit(encode)
         prior = self._in_flight[-1].future if self._in_flight else None
-        future = self._writer().submit(self._run, prior, buffer, start, n)
+        future = self._writer().submit(self._run, prior, encoded)
         self.queued = start + n
-        self._in_flight.append(_Write(future, buffer, start, n))
+        self._in_flight.append(_Write(future, buffer, start, n, encoded))
 
     def write_now(self, buffer: DrawBuffer, n: int) -> None:
         """Wait for the writes under way, then write ``n`` draws of ``buffer`` in this thread."""
         self.wait()
         start = self.queued
         try:
-            self._write(buffer, start, n)
+            self._plan(buffer, start, n)()()
         except Exception as ex:
             raise WriteFailed(start, [buffer], ex) from ex
         self.committed = self.queued = start + n
         self._on_written(start, buffer)
 
-    def _run(self, prior: Future[None] | None, buffer: DrawBuffer, start: int, n: int) -> None:
-        """On the writer thread: the write, unless the one before it failed."""
+    @staticmethod
+    def _run(prior: Future[None] | None, encoded: Future[Store]) -> None:
+        """On the writer thread: store the encoded write, unless the one before it failed."""
         if prior is not None and prior.exception() is not None:
             raise _Skipped()
-        self._write(buffer, start, n)
+        encoded.result()()
 
     def _writer(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -160,6 +208,7 @@ class WritePipeline:
             failed = list(self._in_flight)
             for later in failed[1:]:
                 later.future.exception()  # let it finish (it skips itself)
+                later.encoded.exception()  # and its encoding (nothing of it is stored)
             self._in_flight.clear()
             self.queued = oldest.start
             raise WriteFailed(oldest.start, [w.buffer for w in failed], ex) from ex

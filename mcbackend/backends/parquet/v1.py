@@ -51,6 +51,7 @@ from ...codec import (
 )
 from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer, FileRun, Location
+from ...files.pipeline import Encode, Store
 from ...meta import ChainMeta, RunMeta, Variable
 
 __all__ = ["FORMAT", "ParquetChain", "ParquetRun"]
@@ -268,14 +269,32 @@ class ParquetChain(BufferedChain):
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
         """The draws as one new Parquet file (one row group)."""
-        table = self._table(buffer, start, n)
+        self._plan_write(buffer, start, n)()()
+
+    def _plan_write(self, buffer: DrawBuffer, start: int, n: int) -> Encode:
+        """The file is encoded in the encode pool (pyarrow releases the GIL), possibly beside
+        the previous flush's; storing it is in order."""
+        leading = self._leading_columns(buffer, start, n)
+
+        def encode() -> Store:
+            table = self._table(buffer, n, leading)
+            data = _parquet_bytes([table], self._run.compression)
+            return lambda: self._store_part(start, n, data)
+
+        return encode
+
+    def _store_part(self, start: int, n: int, data: bytes) -> None:
         name = part_name(start, start + n)
-        self._dir.write_many({name: _parquet_bytes([table], self._run.compression)})
+        self._dir.write_many({name: data})
         self._parts.append(Part(name, start, start + n))
         self._wrote = True
 
-    def _table(self, buffer: DrawBuffer, start: int, n: int) -> pa.Table:
-        arrays: dict[str, pa.Array] = {"draw": pa.array(np.arange(start, start + n), pa.int64())}
+    def _leading_columns(self, buffer: DrawBuffer, start: int, n: int) -> dict[str, pa.Array]:
+        """The layout's own columns (``draw``), computed in order when a flush is planned."""
+        return {"draw": pa.array(np.arange(start, start + n), pa.int64())}
+
+    def _table(self, buffer: DrawBuffer, n: int, leading: dict[str, pa.Array]) -> pa.Table:
+        arrays = dict(leading)
         for section, columns in self._columns.items():
             buffered = buffer.columns(section).columns
             for name, c in columns.items():

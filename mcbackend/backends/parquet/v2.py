@@ -185,25 +185,23 @@ class ParquetChainV2(ParquetChain):
         return arrow_schema_v2(self._run.meta, self.cmeta.chain_number)
 
     def _resume(self) -> int:
-        self._warmup_open = None
-        return super()._resume()
+        stored = super()._resume()
+        # read here (on the writer thread after a failure), so planning a write does no I/O
+        self._warmup_open = stored == 0 or self._last_stored_warmup()
+        return stored
 
-    def _table(self, buffer: DrawBuffer, start: int, n: int) -> pa.Table:
-        arrays: dict[str, pa.Array] = {
+    def _leading_columns(self, buffer: DrawBuffer, start: int, n: int) -> dict[str, pa.Array]:
+        return {
             "run_id": pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(n, np.int32)), pa.array([self._run.meta.rid])
             ),
             "draw": pa.array(np.arange(start, start + n), pa.int64()),
             "warmup": pa.array(self._warmup_flags(buffer, start, n)),
         }
-        for section, columns in self._columns.items():
-            buffered = buffer.columns(section).columns
-            for name, c in columns.items():
-                arrays.update(c.to_arrow(buffered[name][:n]))
-        return pa.Table.from_pydict(arrays, schema=self._schema)
 
     def _warmup_flags(self, buffer: DrawBuffer, start: int, n: int) -> np.ndarray:
-        """True for the draws of the leading block whose warm-up stat is true."""
+        """True for the draws of the leading block whose warm-up stat is true (in order: each
+        flush continues the previous one's block)."""
         stat = self._run.warmup_stat
         if stat is None:
             return np.zeros(n, bool)
