@@ -327,3 +327,68 @@ def test_variable_named_like_a_dimension_refused_at_init_run(tmp_path):
         backend.init_run(meta)
     assert not (tmp_path / "clash").exists()
     mcb.ZarrBackend(str(tmp_path), format_version=1).init_run(meta)  # v1 stores it
+
+
+def staged_index(path) -> dict[str, list[int]]:
+    """The index of a segment file: ``{array key: [offset, length, first_row, rows]}``."""
+    blob = path.read_bytes()
+    size = int.from_bytes(blob[-8:], "little")
+    return json.loads(blob[-8 - size : -8])
+
+
+def test_each_flush_stages_only_its_new_rows_and_every_reader_sees_them(tmp_path):
+    """A partial chunk is not re-staged by every flush: a segment holds the rows new in its
+    flush (until MAX_SEGMENTS are live, then one segment restages them all); readers in
+    other handles, resumed writers and ``verify`` take each row from the newest segment."""
+    from mcbackend.backends.zarr.v2chain import MAX_SEGMENTS
+
+    backend = mcb.ZarrBackend(str(tmp_path), format_version=2, flush_every=10, flush_seconds=None)
+    run = backend.init_run(model_meta("deltas"))  # 4 MiB chunks: nothing completes
+    chain = run.init_chain(0)
+    n = 10 * (MAX_SEGMENTS + 2)
+    values, stats = chain_values(0, n)
+    flags = np.arange(n) < 15  # warm-up ends inside the second flush
+    chain.append_many(
+        {k: v[:50] for k, v in values.items()},
+        {**{k: v[:50] for k, v in stats.items()}, "in_warmup": flags[:50]},
+    )
+    chain.flush()
+    folder = tmp_path / "deltas/_mcbackend/chains/0"
+    record = json.loads((tmp_path / "deltas/_mcbackend/chains/0.json").read_bytes())
+    # one per flush; the first one's warm-up rows went into final chunks at draw 15
+    assert record["segments"][0] == "seg-000000000010-000000000020"
+    assert len(record["segments"]) == 4
+    newest = staged_index(folder / record["segments"][-1])
+    assert newest["posterior/mu"][2:] == [25, 10]  # draws 40..49: posterior rows 25..34
+    assert "warmup_posterior/mu" not in newest  # warm-up chunks were final at draw 15
+    reader = mcb.open_run(str(tmp_path / "deltas"))
+    assert reader.verify() == []
+    np.testing.assert_array_equal(reader.get_chains()[0].get_draws("theta"), values["theta"][:50])
+
+    chain.append_many(
+        {k: v[50:] for k, v in values.items()},
+        {**{k: v[50:] for k, v in stats.items()}, "in_warmup": flags[50:]},
+    )
+    chain.flush()
+    record = json.loads((tmp_path / "deltas/_mcbackend/chains/0.json").read_bytes())
+    assert len(record["segments"]) <= MAX_SEGMENTS
+    assert sorted(p.name for p in folder.glob("seg-*")) == sorted(record["segments"])
+    restaged = [staged_index(folder / s)["posterior/mu"][2] for s in record["segments"]]
+    assert restaged[0] == 0  # the restaging segment holds the whole partial chunk
+    (live,) = mcb.open_run(str(tmp_path / "deltas")).get_chains()
+    np.testing.assert_array_equal(live.get_draws("z"), values["z"])
+
+    # a new writer resumes from the segments (as after a crash) and restages in its first flush
+    (resumed,) = backend.get_run("deltas").get_chains()
+    more, more_stats = chain_values(1, 10)
+    resumed.append_many(more, {**more_stats, "in_warmup": np.zeros(10, bool)})
+    resumed.flush()
+    record = json.loads((tmp_path / "deltas/_mcbackend/chains/0.json").read_bytes())
+    assert len(record["segments"]) == 1
+    assert staged_index(folder / record["segments"][0])["posterior/mu"][2:] == [0, n - 15 + 10]
+    resumed.close()
+    (closed,) = mcb.open_run(str(tmp_path / "deltas")).get_chains()
+    np.testing.assert_array_equal(
+        closed.get_draws("mu"), np.concatenate([values["mu"], more["mu"]])
+    )
+    assert not list(folder.glob("seg-*"))

@@ -16,14 +16,21 @@ import functools
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .buffer import DrawBuffer
 from .threads import CallerRunsExecutor
 
-__all__ = ["MAX_BYTES_IN_FLIGHT", "MAX_IN_FLIGHT", "WriteFailed", "WritePipeline", "encode_pool"]
+__all__ = [
+    "MAX_BYTES_IN_FLIGHT",
+    "MAX_IN_FLIGHT",
+    "WriteFailed",
+    "WritePipeline",
+    "encode_many",
+    "encode_pool",
+]
 
 #: Writes ``n`` draws of a buffer as draws ``start...``, commit point last.
 WriteFn = Callable[[DrawBuffer, int, int], None]
@@ -56,6 +63,29 @@ def encode_pool() -> ThreadPoolExecutor:
     """The process's encode workers (a forked child gets its own). Only work that waits for
     nothing else runs there (codecs that release the GIL), so no task waits for a worker."""
     return _encoders(os.getpid())
+
+
+def encode_many[T](
+    encode: Callable[[T], bytes], items: Mapping[str, T], weight: Callable[[T], int]
+) -> dict[str, bytes]:
+    """``encode`` every item on the encode pool's two workers at once: the items go in two
+    shares of about equal ``weight``, one task each (hundreds of small variables would spend
+    more on handing over single items than on encoding them)."""
+    shares: list[list[str]] = [[], []]
+    loads = [0, 0]
+    for key in sorted(items, key=lambda k: -weight(items[k])):
+        lighter = loads.index(min(loads))
+        shares[lighter].append(key)
+        loads[lighter] += weight(items[key])
+
+    def run(keys: list[str]) -> dict[str, bytes]:
+        return {key: encode(items[key]) for key in keys}
+
+    futures = [encode_pool().submit(run, keys) for keys in shares if keys]
+    done = {}
+    for future in futures:
+        done.update(future.result())
+    return {key: done[key] for key in items}
 
 
 class WriteFailed(Exception):

@@ -1,7 +1,8 @@
 """A Zarr v2 chain (``formats/zarr.md``, "How draws arrive"): warm-up routed into
 ``warmup_*`` groups as draws arrive, complete chunks written once, one staged segment per
-flush for the partial chunks, the commit record as the commit point, shapes grown by the
-record protocol (``v2commits``)."""
+flush with the partial chunks' new rows (every few flushes all of them), the commit record as
+the commit point, shapes grown by the record protocol (``v2commits``). Chunks and staged rows
+are encoded on the encode pool's two workers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ...codec import Section
 from ...columns import as_object_array
 from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer
+from ...files.pipeline import encode_many
 from ...meta import ChainMeta
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["ZarrV2Chain"]
 
 READ_RETRIES = 5
+#: Live segments per chain at most: each flush stages only its new rows of partial chunks
+#: while fewer are live, else one segment restages them all and replaces the others.
+MAX_SEGMENTS = 8
+
+#: A live segment: its name and ``{array key: (first_row, rows)}``.
+Segment = tuple[str, dict[str, tuple[int, int]]]
 
 
 class ZarrV2Chain(BufferedChain):
@@ -38,6 +46,7 @@ class ZarrV2Chain(BufferedChain):
         self._run: ZarrV2Run = run
         self._number = cmeta.chain_number
         self._tails: dict[str, np.ndarray] = {}
+        self._staged: list[Segment] | None = []  # live segments, oldest first; None: unknown
         self._posterior_started = False  # at append: a later warm-up draw is refused
         self._close_failed = False  # a close() failed after taking the partial chunks
         self._capacity: dict[str, tuple[int, int]] = {}
@@ -159,6 +168,7 @@ class ZarrV2Chain(BufferedChain):
                 lambda col: col.create(VARIABLE_CHUNK_DRAWS, self._run.compression),
             )
         self._record = record
+        self._staged = None  # the next segment restages every partial chunk
         self._posterior_started = self._posterior_started or record.posterior_draws > 0
         return record.draws
 
@@ -175,29 +185,37 @@ class ZarrV2Chain(BufferedChain):
             n_warm = int(np.argmin(flags)) if not flags.all() else n
         if flags is not None and flags[n_warm:].any():
             raise CorruptRunError(f"Chain {self.cid}: a warm-up draw after posterior draws.")
+        chunks: dict[str, np.ndarray] = {}
         files: dict[str, bytes] = {}
-        lengths = {g: record.length(g) for g in SAMPLED}
+        before = {g: record.length(g) for g in SAMPLED}
         for array in self._run.arrays:
             rows = slice(0, n_warm) if SAMPLED[array.group][1] else slice(n_warm, n)
             if rows.stop > rows.start:
                 columns = buffer.columns(array.section)
                 parts = [columns.rows(p.name, rows.start, rows.stop) for p in array.member.parts]
-                files.update(self._extend(array, _as_rows(parts, array), lengths[array.group]))
+                chunks.update(self._extend(array, _as_rows(parts, array), before[array.group]))
         for (section, name), column in self._hidden.items():
             files.update(column.append(buffer.columns(section).rows(name, 0, n)))
-        for group, (_, is_warmup) in SAMPLED.items():
-            lengths[group] += n_warm if is_warmup else n - n_warm
+        lengths = {g: before[g] + (n_warm if w else n - n_warm) for g, (_, w) in SAMPLED.items()}
         if n_warm < n:  # warm-up is over for good: its partial chunks become final
-            files.update(
+            chunks.update(
                 self._last_chunks([a for a in self._run.arrays if SAMPLED[a.group][1]], lengths)
             )
-        segment = self._segment(start + n, lengths)
-        if segment is not None:
-            files[f"{CHAINS}/{self._number}/{segment[0]}"] = segment[1]
+        live = self._live_segments(lengths)
+        full = self._staged is None or len(live) >= MAX_SEGMENTS
+        if full:
+            live = []
+        staged = self._to_stage(before, lengths, full)
+        encoded = self._encoded(chunks | {f"staged:{k}": rows for k, (_, rows) in staged.items()})
+        files.update({key: encoded[key] for key in chunks})
+        if staged:
+            name = segment_name(record.draws, start + n)
+            blobs = {key: encoded[f"staged:{key}"] for key in staged}
+            files[f"{CHAINS}/{self._number}/{name}"] = encode_segment(staged, blobs)
+            live.append((name, {key: (first, len(rows)) for key, (first, rows) in staged.items()}))
         self._run.location.write_many(files)
-        self._commit(
-            lengths, [segment[0]] if segment else [], closed=False, span=self._span(buffer, n)
-        )
+        self._commit(lengths, [name for name, _ in live], closed=False, span=self._span(buffer, n))
+        self._staged = live
 
     def _span(self, buffer: DrawBuffer, n: int) -> list[float] | None:
         """The record's ``sampling_span`` grown by the buffer's timed draws (PyMC runs)."""
@@ -211,23 +229,27 @@ class ZarrV2Chain(BufferedChain):
             return old if span is None else list(span)
         return [min(old[0], span[0]), max(old[1], span[1])]
 
-    def _extend(self, array: ArraySpec, new: np.ndarray, length: int) -> dict[str, bytes]:
-        """Append rows to an array's partial chunk; complete chunks are returned as files."""
+    def _encoded(self, chunks: dict[str, np.ndarray]) -> dict[str, bytes]:
+        """Chunks (and staged rows) encoded on the encode pool (blosc and zstd release the GIL)."""
+        return encode_many(self._run.compression.encode, chunks, lambda rows: rows.nbytes)
+
+    def _extend(self, array: ArraySpec, new: np.ndarray, length: int) -> dict[str, np.ndarray]:
+        """Append rows to an array's partial chunk; complete chunks are returned by key."""
         tail = self._tails.get(array.key)
         tail = new if tail is None or not len(tail) else np.concatenate([tail, new])
         k = (length + len(new) - len(tail)) // array.chunk
-        files = {}
+        chunks = {}
         while len(tail) >= array.chunk:
-            files[array.chunk_key(self._number, k)] = self._run.compression.encode(
-                tail[None, : array.chunk]
-            )
+            chunks[array.chunk_key(self._number, k)] = tail[None, : array.chunk]
             tail, k = tail[array.chunk :], k + 1
         self._tails[array.key] = tail
-        return files
+        return chunks
 
-    def _last_chunks(self, arrays: list[ArraySpec], lengths: dict[str, int]) -> dict[str, bytes]:
+    def _last_chunks(
+        self, arrays: list[ArraySpec], lengths: dict[str, int]
+    ) -> dict[str, np.ndarray]:
         """Partial last chunks padded with the fill value; their tails emptied."""
-        files = {}
+        chunks = {}
         for array in arrays:
             tail = self._tails.get(array.key)
             if tail is None or not len(tail):
@@ -236,20 +258,42 @@ class ZarrV2Chain(BufferedChain):
             padded = fill_array(dtype, (1, array.chunk, *array.shape))
             padded[0, : len(tail)] = tail
             k = lengths[array.group] // array.chunk
-            files[array.chunk_key(self._number, k)] = self._run.compression.encode(padded)
+            chunks[array.chunk_key(self._number, k)] = padded
             self._tails[array.key] = tail[:0]
-        return files
+        return chunks
 
-    def _segment(self, stop: int, lengths: dict[str, int]) -> tuple[str, bytes] | None:
-        tails = {
-            a.key: (lengths[a.group] - len(self._tails[a.key]), self._tails[a.key])
-            for a in self._run.arrays
-            if a.key in self._tails and len(self._tails[a.key])
+    # ---- staged segments ----------------------------------------------------------------
+
+    def _to_stage(
+        self, before: dict[str, int], lengths: dict[str, int], full: bool
+    ) -> dict[str, tuple[int, np.ndarray]]:
+        """``{array key: (first_row, rows)}`` for this flush's segment: the partial chunks'
+        rows new in this flush (older ones are in the live segments), or with ``full`` all of
+        them (after a resume, and when ``MAX_SEGMENTS`` are live: the new segment replaces
+        them)."""
+        staged = {}
+        for array in self._run.arrays:
+            tail = self._tails.get(array.key)
+            if tail is None or not len(tail):
+                continue
+            n = lengths[array.group]
+            first = n - len(tail) if full else max(before[array.group], n - len(tail))
+            if first < n:
+                staged[array.key] = (first, tail[len(tail) - (n - first) :])
+        return staged
+
+    def _live_segments(self, lengths: dict[str, int]) -> list[Segment]:
+        """The live segments that still hold rows of a partial chunk."""
+        if not self._staged:
+            return []
+        starts = {
+            a.key: lengths[a.group] - len(self._tails.get(a.key, ())) for a in self._run.arrays
         }
-        if not tails:
-            return None
-        name = segment_name(self._record.draws, stop)
-        return name, encode_segment(tails, self._run.compression)
+        return [
+            (name, entries)
+            for name, entries in self._staged
+            if any(first + rows > starts[key] for key, (first, rows) in entries.items())
+        ]
 
     def _commit(
         self,
@@ -292,12 +336,15 @@ class ZarrV2Chain(BufferedChain):
             self._lease.confirm()
             lengths = {g: self._record.length(g) for g in SAMPLED}
             try:
-                self._run.location.write_many(self._last_chunks(self._run.arrays, lengths))
+                self._run.location.write_many(
+                    self._encoded(self._last_chunks(self._run.arrays, lengths))
+                )
                 self._commit(lengths, [], closed=True)
             except OSError as ex:
                 self._close_failed = True
                 raise self._finishing_error("Writing the last chunks", ex) from ex
             self._close_failed = False
+            self._staged = []
         self._writes.close()
 
     def verify_hidden(self, committed: int) -> list[str]:

@@ -1,5 +1,6 @@
 """Reading a Zarr v2 chain strictly: committed lengths from its record, complete chunks from
-the arrays, the staged tail from the newest segment. A missing or damaged piece below the
+the arrays, the staged tail from the record's segments (each row from the newest segment
+holding it). A missing or damaged piece below the
 committed length raises ``CorruptRunError`` naming it; nothing reads as fill values."""
 
 from __future__ import annotations
@@ -54,16 +55,16 @@ def read_rows(
             raise CorruptRunError(
                 f"Chunk {run_dir.url(key)} is missing below the committed length of chain {chain}."
             )
-    staged: dict[str, tuple[bytes, int, int]] = {}
-    segment = ""
+    staged: list[tuple[str, dict[str, tuple[bytes, int, int]]]] = []  # newest first
     if needs_segment:
         if not record.segments:
             raise CorruptRunError(f"Chain {chain}: the commit record names no staged segment.")
-        segment = f"{CHAINS}/{chain}/{record.segments[-1]}"
-        try:
-            staged = parse_segment(run_dir.read_bytes(segment), run_dir.url(segment))
-        except FileNotFoundError as ex:
-            raise SegmentGone(segment) from ex
+        names = [f"{CHAINS}/{chain}/{s}" for s in reversed(record.segments)]
+        found = run_dir.read_many(names, missing_ok=True)
+        for name in names:
+            if name not in found:
+                raise SegmentGone(name)
+            staged.append((run_dir.url(name), parse_segment(found[name], run_dir.url(name))))
     out = []
     for array, lo, hi in requests:
         pieces = []
@@ -78,11 +79,7 @@ def read_rows(
                 )[0]  # fmt: skip
                 pieces.append(values[a:b])
             else:
-                pieces.append(
-                    _staged_rows(
-                        run_dir.url(segment), staged, array, k * c + a, k * c + b, compression
-                    )
-                )
+                pieces.append(_staged_rows(staged, array, k * c + a, k * c + b, compression))
         if pieces:
             out.append(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
         else:
@@ -91,20 +88,31 @@ def read_rows(
 
 
 def _staged_rows(
-    segment_url: str,
-    staged: dict[str, tuple[bytes, int, int]],
+    staged: list[tuple[str, dict[str, tuple[bytes, int, int]]]],
     array: ArraySpec,
     lo: int,
     hi: int,
     compression: Compression,
 ) -> np.ndarray:
-    where = f"The segment {segment_url}"
-    if array.key not in staged:
-        raise CorruptRunError(f"{where} lacks the staged rows of {array.key}.")
-    blob, first_row, rows = staged[array.key]
-    if not first_row <= lo <= hi <= first_row + rows:
-        raise CorruptRunError(f"{where} holds rows {first_row}..{first_row + rows} of {array.key}.")
-    values = decode_blob(
-        blob, array.dtype, (rows, *array.shape), compression, f"{where} ({array.key})"
-    )
-    return values[lo - first_row : hi - first_row]
+    """Staged rows ``lo:hi`` of ``array``, each from the newest segment holding it."""
+    out = np.empty((hi - lo, *array.shape), array.dtype)
+    missing = np.ones(hi - lo, bool)
+    for url, entries in staged:
+        if array.key not in entries:
+            continue
+        blob, first_row, rows = entries[array.key]
+        a, b = max(lo, first_row), min(hi, first_row + rows)
+        if a >= b or not missing[a - lo : b - lo].any():
+            continue
+        where = f"The segment {url} ({array.key})"
+        values = decode_blob(blob, array.dtype, (rows, *array.shape), compression, where)
+        if values.dtype != out.dtype:  # strings: as wide as the widest stored
+            out = out.astype(np.result_type(out.dtype, values.dtype))
+        take = missing[a - lo : b - lo]
+        out[a - lo : b - lo][take] = values[a - first_row : b - first_row][take]
+        missing[a - lo : b - lo] = False
+        if not missing.any():
+            return out
+    urls = ", ".join(url for url, _ in staged)
+    first = lo + int(np.argmax(missing))
+    raise CorruptRunError(f"The segments {urls} lack staged row {first} of {array.key}.")

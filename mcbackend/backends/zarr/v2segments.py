@@ -1,8 +1,9 @@
 """Zarr v2 blobs: chunks and staged segments, encoded and decoded strictly.
 
 A chunk is encoded with the array's codecs (``mcbackend.zarrio.Compression``, CRC-32C last).
-A segment holds every array's partial chunk of one chain after a flush: the blobs (each
-encoded like a chunk of shape ``[rows, *shape]``), a UTF-8 JSON index
+A segment holds staged rows of one chain's partial chunks (all of them, or those new since
+the previous segment): the blobs (each encoded like a chunk of shape ``[rows, *shape]``), a
+UTF-8 JSON index
 ``{"<group>/<node>": [offset, length, first_row, rows]}``, then the index length as 8 bytes
 little endian. Decoding checks the CRC and raises ``CorruptRunError`` naming the key.
 """
@@ -10,6 +11,7 @@ little endian. Decoding checks the CRC and raises ``CorruptRunError`` naming the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import google_crc32c
 import numcodecs
@@ -52,11 +54,11 @@ def decode_blob(
         raise CorruptRunError(f"{where} cannot be decoded: {ex}") from ex
 
 
-def encode_segment(tails: dict[str, tuple[int, np.ndarray]], compression: Compression) -> bytes:
-    """One segment from ``{array key: (first_row, rows)}``."""
+def encode_segment(tails: dict[str, tuple[int, np.ndarray]], encoded: Mapping[str, bytes]) -> bytes:
+    """One segment from ``{array key: (first_row, rows)}`` and each key's encoded rows."""
     index, blobs, offset = {}, [], 0
     for key, (first_row, rows) in tails.items():
-        blob = compression.encode(rows)
+        blob = encoded[key]
         index[key] = [offset, len(blob), first_row, len(rows)]
         blobs.append(blob)
         offset += len(blob)
