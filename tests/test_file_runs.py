@@ -15,6 +15,7 @@ import pytest
 
 import mcbackend as mcb
 from mcbackend.errors import CorruptRunError, FlushError, RunNotFoundError
+from mcbackend.files.pipeline import MAX_IN_FLIGHT
 from mcbackend.meta import Variable
 from mcbackend.testing import assert_values_equal, make_meta, random_draws
 
@@ -86,9 +87,9 @@ def crash_and_resume(fmt, root, options, flush_every=7):
     run = mcb.open_run(f"{root}/{rid}", options)
     (chain,) = run.get_chains()
     n = len(chain)
-    # The writer reports a flush when it starts (in the background): at most that batch and
-    # the unflushed buffer are lost.
-    assert n >= reported - flush_every and n % flush_every == 0, (n, reported)
+    # The writer reports a flush when it hands it over (to the background): at most the
+    # batches in flight (MAX_IN_FLIGHT, double buffering) and the unflushed buffer are lost.
+    assert n >= reported - MAX_IN_FLIGHT * flush_every and n % flush_every == 0, (n, reported)
     check_prefix(chain, n)
     # Resume: the reopened chain appends after its last committed draw.
     for i in range(n, n + 10):

@@ -9,6 +9,7 @@ import pytest
 
 from mcbackend._validation import VariableSpec
 from mcbackend.files import DrawBuffer, WriteFailed, WritePipeline
+from mcbackend.files.pipeline import MAX_BYTES_IN_FLIGHT, MAX_IN_FLIGHT, encode_many
 
 
 def buffer_of(values: list[float]) -> DrawBuffer:
@@ -56,22 +57,26 @@ def test_writes_commit_in_order_on_the_writer_thread():
     pipeline.close()
 
 
-def test_one_write_in_flight_by_default_more_on_request():
+def test_two_writes_in_flight_by_default_one_or_more_on_request():
+    """Double buffering: a buffer handed over while the previous one is still being written
+    does not wait for it; the next one does (the bound)."""
     store = Store()
     store.gate.clear()
-    for max_in_flight, expected in [(1, 1), (3, 3)]:
-        pipeline = WritePipeline(store.write, name="b", max_in_flight=max_in_flight)
+    for max_in_flight, expected in [(None, 2), (1, 1), (3, 3)]:
+        bound = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
+        pipeline = WritePipeline(store.write, name="b", **bound)
         with pipeline.lock:
-            for i in range(3):
-                if i == max_in_flight:
-                    store.gate.set()  # the next submit has to wait for a finished write
+            for i in range(expected):  # none of these waits: the writer thread is held
                 pipeline.submit(buffer_of([i]), 1)
             in_flight = len(pipeline._in_flight)
             store.gate.set()
+            pipeline.submit(buffer_of([expected]), 1)  # the bound: waits for the oldest
+            committed = pipeline.committed
             pipeline.wait()
         store.gate.clear()
-        assert in_flight == expected
+        assert in_flight == expected and committed >= 1
         pipeline.close()
+    assert MAX_IN_FLIGHT == 2
 
 
 def test_memory_bound_limits_the_writes_in_flight():
@@ -109,6 +114,42 @@ def test_a_failed_write_returns_its_draws_and_those_after_it():
     pipeline.close()
 
 
+def test_consecutive_writes_encode_at_once_and_store_in_order():
+    """Encode steps of consecutive writes run on the encode pool's two workers at the same
+    time (each waits for the other at a barrier); their stores still run in order."""
+    both_encoding = threading.Barrier(2, timeout=10)
+    stored: list[int] = []
+
+    def plan(buffer, start, n):
+        def encode():
+            both_encoding.wait()
+            return lambda: stored.append(start)
+
+        return encode
+
+    pipeline = WritePipeline(plan=plan, name="e", max_in_flight=2)
+    with pipeline.lock:
+        pipeline.submit(buffer_of([0.0]), 1)
+        pipeline.submit(buffer_of([1.0]), 1)
+        pipeline.wait()
+    assert stored == [0, 1] and pipeline.committed == 2
+    assert MAX_BYTES_IN_FLIGHT >= 64 << 20  # a documented default, not a tiny one
+    pipeline.close()
+
+
+def test_encode_many_encodes_two_shares_at_once_and_keeps_keys():
+    both_encoding = threading.Barrier(2, timeout=10)  # each call waits for one of the other share
+
+    def encode(value: int) -> bytes:
+        both_encoding.wait()
+        return bytes([value])
+
+    items = {f"k{i}": i for i in range(10)}
+    encoded = encode_many(encode, items, weight=lambda v: 1)
+    assert encoded == {k: bytes([v]) for k, v in items.items()}
+    assert list(encoded) == list(items)
+
+
 def test_no_private_threading_api():
     import inspect
 
@@ -116,3 +157,40 @@ def test_no_private_threading_api():
 
     for module in (flusher, pipeline):
         assert "_register_atexit" not in inspect.getsource(module)
+
+
+def test_a_retry_plans_on_writers_rebuilt_from_storage(tmp_path, monkeypatch):
+    """Planning a write advances the writers' state (Parquet v2: whether warm-up goes on);
+    after a failed write the retry plans only once the writers are rebuilt from storage, so
+    the failed plan leaves no trace: draw 0 stays warm-up (it would not if the failed plan's
+    "warm-up is over" carried over to the retry)."""
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    import mcbackend as mcb
+    from mcbackend.errors import FlushError
+    from mcbackend.meta import Variable
+    from mcbackend.testing import make_meta
+
+    backend = mcb.ParquetBackend(str(tmp_path), flush_every=1024, flush_seconds=None)
+    meta = make_meta([Variable("a", "float64", [])], [Variable("tune", "bool", [])])
+    run = backend.init_run(meta)
+    chain = run.init_chain(0)
+    store = chain._store_part
+    failures = [OSError("disk full")]  # the store step fails once, after planning
+
+    def failing_once(*args):
+        if failures:
+            raise failures.pop()
+        store(*args)
+
+    monkeypatch.setattr(chain, "_store_part", failing_once)
+    for t in [True, False]:
+        chain.append({"a": 0.0}, {"tune": t})
+    with pytest.raises(FlushError, match="disk full"):
+        chain.flush()
+    chain.append({"a": 0.0}, {"tune": False})
+    run.close()
+    df = pd.read_parquet(tmp_path / run.meta.rid).sort_values("draw")
+    assert df["draw"].tolist() == [0, 1, 2]
+    assert df["warmup"].tolist() == [True, False, False]
