@@ -9,7 +9,8 @@ import pytest
 
 from mcbackend._validation import VariableSpec
 from mcbackend.files import DrawBuffer, WriteFailed, WritePipeline
-from mcbackend.files.pipeline import MAX_BYTES_IN_FLIGHT, MAX_IN_FLIGHT, encode_many
+from mcbackend.files.encoding import encode_many
+from mcbackend.files.pipeline import MAX_BYTES_IN_FLIGHT, MAX_IN_FLIGHT
 
 
 def buffer_of(values: list[float]) -> DrawBuffer:

@@ -6,6 +6,7 @@
 - ``base``: ``FileBackend`` and ``FileRun``, the classes formats subclass;
 - ``buffer``: ``DrawBuffer``, draws not yet written and when to write them;
 - ``pipeline``: ``WritePipeline``, a chain's writer thread, counters and lock;
+- ``encoding``: the encode pool, two workers every chain's flushes encode on;
 - ``flusher``: flushing idle chains, and every chain at interpreter exit;
 - ``threads``: thread pools that still take work at interpreter exit;
 - ``storage``: finite S3 timeouts, buckets made only on request, read-only archives;

@@ -2,9 +2,9 @@
 the other, with the counters that say how far storage has got.
 
 A write has up to three steps (``Plan``): planned in order when its buffer is handed over,
-encoded in the process's encode pool (``encode_pool``: two workers, as many as the cores the
-codecs were measured on; encodes of one chain's consecutive buffers may overlap), stored in
-order on the chain's writer thread, commit point last.
+encoded in the process's encode pool (``mcbackend.files.encoding``; encodes of one chain's
+consecutive buffers may overlap), stored in order on the chain's writer thread, commit point
+last.
 
 Every concurrency rule of the file backends' chains lives here (the idle flusher only calls
 into a chain through this lock, see ``mcbackend.files.flusher``).
@@ -12,15 +12,14 @@ into a chain through this lock, see ``mcbackend.files.flusher``).
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .buffer import DrawBuffer
+from .encoding import encode_pool
 from .threads import CallerRunsExecutor
 
 __all__ = [
@@ -28,8 +27,7 @@ __all__ = [
     "MAX_IN_FLIGHT",
     "WriteFailed",
     "WritePipeline",
-    "encode_many",
-    "encode_pool",
+    "in_order",
 ]
 
 #: Writes ``n`` draws of a buffer as draws ``start...``, commit point last.
@@ -52,40 +50,6 @@ MAX_BYTES_IN_FLIGHT = 256 << 20
 def in_order(write: WriteFn) -> Plan:
     """A write with nothing to encode ahead: all of it runs in order on the writer thread."""
     return lambda buffer, start, n: lambda: lambda: write(buffer, start, n)
-
-
-@functools.cache
-def _encoders(pid: int) -> ThreadPoolExecutor:
-    return CallerRunsExecutor(2, thread_name_prefix="mcbackend-encode")
-
-
-def encode_pool() -> ThreadPoolExecutor:
-    """The process's encode workers (a forked child gets its own). Only work that waits for
-    nothing else runs there (codecs that release the GIL), so no task waits for a worker."""
-    return _encoders(os.getpid())
-
-
-def encode_many[T](
-    encode: Callable[[T], bytes], items: Mapping[str, T], weight: Callable[[T], int]
-) -> dict[str, bytes]:
-    """``encode`` every item on the encode pool's two workers at once: the items go in two
-    shares of about equal ``weight``, one task each (hundreds of small variables would spend
-    more on handing over single items than on encoding them)."""
-    shares: list[list[str]] = [[], []]
-    loads = [0, 0]
-    for key in sorted(items, key=lambda k: -weight(items[k])):
-        lighter = loads.index(min(loads))
-        shares[lighter].append(key)
-        loads[lighter] += weight(items[key])
-
-    def run(keys: list[str]) -> dict[str, bytes]:
-        return {key: encode(items[key]) for key in keys}
-
-    futures = [encode_pool().submit(run, keys) for keys in shares if keys]
-    done = {}
-    for future in futures:
-        done.update(future.result())
-    return {key: done[key] for key in items}
 
 
 class WriteFailed(Exception):
@@ -148,12 +112,15 @@ class WritePipeline:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}.")
         if (write is None) == (plan is None):
             raise ValueError("Give a write pipeline either write or plan.")
+        if plan is None:
+            assert write is not None
+            plan = in_order(write)
         self.lock = threading.RLock()
         self.committed = 0
         self.queued = 0
         self.max_in_flight = max_in_flight
         self.max_bytes = max_bytes
-        self._plan: Plan = plan or in_order(write)  # type: ignore[arg-type]
+        self._plan = plan
         self._on_written = on_written
         self._name = name
         self._in_flight: deque[_Write] = deque()

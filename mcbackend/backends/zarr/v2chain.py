@@ -16,7 +16,7 @@ from ...codec import Section
 from ...columns import as_object_array
 from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer
-from ...files.pipeline import encode_many
+from ...files.encoding import encode_many
 from ...meta import ChainMeta
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
