@@ -5,8 +5,8 @@
 Runs ``benchmarks/append.py``'s workload into one local file backend under ``py-spy record
 --threads --idle`` (``pip install py-spy``) and sorts every sample of every thread into what
 it was doing: in the sampler's thread, appending (validation, buffer copy) or waiting for the
-previous flush; in the flush thread, encoding, copying, writing files, metadata; in the write
-pool, writing. Seconds are samples divided by the sampling rate, so threads can add up to more
+previous flush; in the flush thread, encoding, copying, writing files, metadata; in the encode
+pool, encoding; in the write pool, writing. Seconds are samples divided by the sampling rate, so threads can add up to more
 than the wall time (two cores) and idle time shows how much parallelism is left unused.
 """
 
@@ -25,6 +25,7 @@ RATE = 200  # samples per second
 # The first activity with a frame in the stack wins.
 ACTIVITIES = [
     ("wait: previous flush", ["_wait_for_background", "_make_room", "_collect_oldest"]),
+    ("wait: encode pool", ["encode_many ("]),
     ("wait: write pool", ["Future.result", "Condition.wait", "Semaphore.acquire"]),
     ("encode", ["Compression.encode", "_parquet_bytes", "ParquetWriter", "crc32c", "numcodecs"]),
     ("metadata (json)", ["document", "json", "chain_document"]),
@@ -40,6 +41,8 @@ def thread_group(name: str) -> str:
         return "sampler (main)"
     if "mcbackend-write" in name:
         return "write pool"
+    if "mcbackend-encode" in name:
+        return "encode pool"
     if "idle-flush" in name:
         return "other"  # sleeps until a chain idles
     if "mcbackend-" in name:
@@ -84,7 +87,7 @@ def summarise(raw_path: str) -> dict[tuple[str, str, str], int]:
 
 def print_summary(counts: dict[tuple[str, str, str], int], wall: float) -> None:
     print(f"wall time appending and closing: {wall:.2f} s; seconds per thread and activity:")
-    for group in ("sampler (main)", "flush thread", "write pool"):
+    for group in ("sampler (main)", "flush thread", "encode pool", "write pool"):
         rows = {k: v for k, v in counts.items() if k[0] == group}
         total = sum(rows.values()) / RATE
         print(f"  {group}: {total:.2f} s sampled")
