@@ -59,7 +59,8 @@ class ZarrBackend(FileBackend):
         own layout.
     flush_every
         Flush whenever the chain length reaches a multiple of this many draws; by default a
-        power of two giving about 4 MiB per flush (64 to 16384 draws).
+        power of two giving about 16 MiB per flush in layout v2, 4 MiB in v1 (64 to 16384
+        draws).
     flush_seconds
         Also flush at the first append this many seconds after the oldest unflushed draw.
     chunk_draws

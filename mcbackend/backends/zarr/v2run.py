@@ -39,6 +39,7 @@ from .v2read import SegmentGone, is_final, read_rows
 __all__ = ["DEFAULT_CHUNK_BYTES", "ZarrV2Run", "create_v2_run"]
 
 DEFAULT_CHUNK_BYTES = 4 << 20
+FLUSH_TARGET_BYTES = 16 << 20
 
 _log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
 
     chain_class = ZarrV2Chain
     chain_marker = ""
+    #: Flushes of about 16 MiB (not 4): each flush costs a record, a segment and a shape check
+    #: whatever its size (on S3, sequential requests), and stages rows only once now.
+    flush_target_bytes = FLUSH_TARGET_BYTES
 
     def __init__(
         self,
