@@ -392,3 +392,10 @@ def test_each_flush_stages_only_its_new_rows_and_every_reader_sees_them(tmp_path
         closed.get_draws("mu"), np.concatenate([values["mu"], more["mu"]])
     )
     assert not list(folder.glob("seg-*"))
+
+
+def test_default_flush_is_about_16_mib(tmp_path):
+    """Fewer, larger flushes: each costs a record, a segment and a shape check whatever its size."""
+    meta = RunMeta(rid="f", variables=[Variable("z", "float32", [100, 100])])
+    run = mcb.ZarrBackend(str(tmp_path)).init_run(meta)
+    assert run.flush_every == 256  # 40 KB draws: the power of two under 16 MiB
