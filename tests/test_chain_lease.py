@@ -16,6 +16,7 @@ import pytest
 
 import mcbackend as mcb
 from mcbackend.errors import ChainLockedError
+from mcbackend.files.pipeline import MAX_IN_FLIGHT
 
 from .lease_worker import EXTRA, FLUSH_EVERY
 from .writer_process import expected_draw, meta
@@ -147,7 +148,7 @@ def test_crashed_writer_elsewhere_is_taken_over_after_expiry(fmt, where):
         fmt, root, options, rid, mode="create", then="forever", lease_seconds=4, host="elsewhere"
     )
     try:
-        for _ in range(3):
+        for _ in range(2 + MAX_IN_FLIGHT):  # the last MAX_IN_FLIGHT flushes may be in flight
             read_until(writer, str(FLUSH_EVERY * (_ + 1)))
         writer.send_signal(signal.SIGKILL)
         writer.wait(10)

@@ -3,6 +3,7 @@ written by separate processes, damage detection, warm-up routing, CLI."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -379,6 +380,8 @@ def test_each_flush_stages_only_its_new_rows_and_every_reader_sees_them(tmp_path
     np.testing.assert_array_equal(live.get_draws("z"), values["z"])
 
     # a new writer resumes from the segments (as after a crash) and restages in its first flush
+    del chain, run  # the first writer goes without closing the chain (its lease is freed)
+    gc.collect()
     (resumed,) = backend.get_run("deltas").get_chains()
     more, more_stats = chain_values(1, 10)
     resumed.append_many(more, {**more_stats, "in_warmup": np.zeros(10, bool)})
