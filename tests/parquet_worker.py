@@ -67,6 +67,10 @@ def read(url: str, stop_file: str, max_reads: int, options: dict) -> None:
         except Exception:
             failures.append(traceback.format_exc(limit=3))
             reads += 1
+        progress = f"{stop_file}.reads"
+        with open(progress + ".tmp", "w") as f:
+            f.write(str(reads))
+        os.replace(progress + ".tmp", progress)  # the test paces its compactions by it
     print(json.dumps({"reads": reads, "failures": failures}))
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -291,14 +292,22 @@ def test_readers_never_fail_while_chains_are_compacted(tmp_path, request, s3):
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        import time
+    progress = tmp_path / "stop.reads"
 
-        time.sleep(3)  # the reader is reading
+    def reads() -> int:
+        return int(progress.read_text() or 0) if progress.exists() else 0
+
+    def wait_for_reads(n: int) -> None:
+        """Pace by the reader, not by the clock: on a busy machine it may start late."""
+        deadline = time.monotonic() + 120
+        while reads() < n and reader.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    try:
+        wait_for_reads(1)  # the reader is reading
         for chain in chains:
             chain.close()
-            time.sleep(1.0 if s3 else 0.3)
-        time.sleep(1)
+            wait_for_reads(reads() + 1)  # a read between each compaction and the next
     finally:
         stop.touch()
         out, err = reader.communicate(timeout=300)
