@@ -417,6 +417,20 @@ class BackendConformance:
             [2] * 3,
         ]
 
+    @pytest.mark.parametrize("slc", [slice(None), slice(1, 4), slice(None, None, 2)])
+    def test_values_read_are_copies(self, backend, slc):
+        """Changing an array read never changes the stored draws (nor the next read)."""
+        run = backend.init_run(make_meta([Variable("a", "float64", [2])]))
+        chain = run.init_chain(0)
+        values = np.arange(10.0).reshape(5, 2)
+        chain.append_many({"a": values})
+        chain.get_draws("a", slc)[:] = -1  # while the run is open (buffers held in memory)
+        np.testing.assert_array_equal(chain.get_draws("a", slc), values[slc])
+        self.finish(run)
+        chain = self.chain_of(self.reopen(backend, run), 0)
+        chain.get_draws("a", slc)[:] = -1
+        np.testing.assert_array_equal(chain.get_draws("a", slc), values[slc])
+
     def test_dynamic_shapes_and_str(self, backend):
         variables = [
             Variable("ragged", "float64", [2, -1]),

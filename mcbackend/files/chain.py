@@ -487,10 +487,14 @@ class BufferedChain(Chain):
         if lo < self._kept[0][0]:
             return None
         parts = [(s, buf) for s, buf in self._kept if s < hi and s + len(buf) > lo]
+        in_order = len(idx) == hi - lo and bool(np.all(np.diff(idx) == 1))
         out = {}
         for spec in specs:
             pieces = [buf.columns(section).rows(spec.name, lo - s, hi - s) for s, buf in parts]
             rows: Any
+            if spec.is_rigid and in_order:  # copied once (big draws: fresh memory is slow)
+                out[spec.name] = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
+                continue
             if spec.is_rigid:
                 rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
             else:
