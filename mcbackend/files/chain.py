@@ -493,7 +493,7 @@ class BufferedChain(Chain):
             pieces = [buf.columns(section).rows(spec.name, lo - s, hi - s) for s, buf in parts]
             rows: Any
             if spec.is_rigid and in_order:  # copied once (big draws: fresh memory is slow)
-                out[spec.name] = np.concatenate(pieces) if len(pieces) > 1 else pieces[0].copy()
+                out[spec.name] = np.concatenate(pieces) if len(pieces) > 1 else np.array(pieces[0])
                 continue
             if spec.is_rigid:
                 rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
