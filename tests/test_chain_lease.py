@@ -205,3 +205,23 @@ def test_second_handle_in_one_process(fmt, tmp_path):
     append(third, 0, 2)
     third.close()
     assert_draws(open_chain(fmt, str(tmp_path), None, "one"), list(range(12)))
+
+
+def test_a_lease_that_cannot_be_released_is_reported_in_one_line(tmp_path, caplog):
+    """At exit storage may be gone: the warning names the chain and the error, no traceback."""
+    run = backend("zarr2", str(tmp_path), None).init_run(meta("r-release"))
+    chain = run.init_chain(0)
+    chain.append(expected_draw(0), {"in_warmup": False})
+    chain.flush()
+    folder = tmp_path / "r-release" / "_mcbackend" / "leases" / "0"
+    for lease_file in folder.iterdir():
+        lease_file.unlink()
+    folder.rmdir()
+    folder.write_text("not a folder")  # the release cannot write its lease file
+    with caplog.at_level("WARNING", logger="mcbackend.files.lease"):
+        chain.release_lease()
+    [record] = caplog.records
+    assert record.exc_info is None
+    message = record.getMessage()
+    assert "chain 0 of run 'r-release'" in message and "lease_seconds=" in message
+    assert "Error" in message  # the exception's type

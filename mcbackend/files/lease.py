@@ -163,8 +163,15 @@ class ChainLease:
             doc.released, doc.expires = True, time.time()
             try:
                 self.folder.write_bytes(_name(self._generation), doc.to_json())
-            except Exception:
-                _log.warning("Could not release the writer lease of %s.", self._what, exc_info=True)
+            except Exception as ex:  # one line: at exit, storage may be long gone
+                _log.warning(
+                    "Could not release the writer lease of %s (%s: %s); it lapses after "
+                    "lease_seconds=%s.",
+                    self._what,
+                    type(ex).__name__,
+                    ex,
+                    self.seconds,
+                )
 
     # ---- holding ------------------------------------------------------------------------
 
