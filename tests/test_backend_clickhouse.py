@@ -338,3 +338,34 @@ def test_insert_every_is_a_deprecated_name_of_flush_every(database):
     for i in range(4):
         chain.append({"a": i})
     assert chain._committed == 3  # one insert of three, one draw pending
+
+
+@pytest.mark.clickhouse
+def test_array_columns_cut_into_blocks_keep_every_draw(database):
+    """Array columns go to the server as offsets and flat data (``clickhouse_arrays``); an
+    insert the driver cuts into blocks of ``insert_block_size`` rows keeps every draw whole."""
+    variables = [
+        Variable("rigid", "float32", [2, 3]),
+        Variable("ragged", "float64", [-1]),
+        Variable("anyndim", "int16", [], undefined_ndim=True),
+        Variable("z", "complex64", [2]),
+        Variable("flags", "bool", [3]),
+        Variable("half", "float16", [2]),
+        Variable("empty", "int32", [0]),
+        Variable("s", "float64", []),
+    ]
+    meta = make_meta(variables, [Variable("depth", "int64", [])])
+    draws = random_draws(variables, 10, seed=3)
+    client = clickhouse_driver.Client(HOST, database=database, settings={"insert_block_size": 3})
+    _clients.append(client)
+    chain = mcb.ClickHouseBackend(client, flush_every=100).init_run(meta).init_chain(0)
+    for i, draw in enumerate(draws):
+        chain.append(draw, {"depth": i})
+    chain.close()
+    (stored,) = mcb.ClickHouseBackend(connect(database)).get_run(meta.rid).get_chains()
+    assert stored.get_stats("depth").tolist() == list(range(10))
+    for v in variables:
+        values = stored.get_draws(v.name)
+        for i, draw in enumerate(draws):
+            np.testing.assert_array_equal(values[i], draw[v.name], err_msg=v.name)
+            assert np.asarray(values[i]).dtype == np.dtype(v.dtype), v.name

@@ -60,6 +60,7 @@ from ..errors import (
     RunNotFoundError,
 )
 from ..meta import ChainMeta, RunMeta
+from .clickhouse_arrays import array_rows, install
 from .clickhouse_lease import LEASE_PREFIX, ChainLease
 from .clickhouse_legacy import chain_tables, legacy_values
 from .clickhouse_sql import (
@@ -157,14 +158,17 @@ class ClickHouseColumn(codec.ColumnMapping):
 
     @property
     def numpy_insertable(self) -> bool:
-        """clickhouse-driver inserts this column from a NumPy array (``use_numpy``)."""
-        return self.is_scalar and not self.spec.is_str
+        """Inserted from NumPy values: scalars by clickhouse-driver's NumPy mode, arrays as
+        ``ArrayRows`` (``clickhouse_arrays``); str values only as lists."""
+        return not self.spec.is_str
 
     def to_values(self, rows, *, as_numpy: bool = False) -> list:
         """Insert values of buffered rows (an array with a draw axis, or a list of draws)."""
         if self.is_scalar:
             arr = np.asarray(rows)
             return [_storable(arr, self.spec) if as_numpy else _scalar_list(arr, self.spec)]
+        if as_numpy:
+            return self._array_rows(rows)
         if isinstance(rows, np.ndarray):  # rigid: one flat list per draw, in one conversion
             table = np.ascontiguousarray(rows).reshape(len(rows), -1)
             if self.spec.dtype.kind == "c":
@@ -175,6 +179,22 @@ class ClickHouseColumn(codec.ColumnMapping):
         if self.is_ragged:
             return [flat, [list(shape) for shape in ragged.shapes]]
         return [flat]
+
+    def _array_rows(self, rows) -> list:
+        """The ``ArrayRows`` columns of buffered rows, in the dtype of the column type."""
+        if isinstance(rows, np.ndarray):  # rigid: a row per draw, in one conversion
+            table = np.ascontiguousarray(rows).reshape(len(rows), -1)
+            if self.spec.dtype.kind == "c":
+                table = codec.complex_to_pairs(table).reshape(len(rows), -1)
+            return [array_rows(_storable(table, self.spec))]
+        flat = [
+            _storable(codec.complex_to_pairs(v) if self.spec.dtype.kind == "c" else v, self.spec)
+            for v in rows
+        ]
+        if not self.is_ragged:
+            return [array_rows(flat)]
+        shapes = [np.array(np.shape(v), dtype=np.uint64) for v in rows]
+        return [array_rows(flat), array_rows(shapes)]
 
     def _flat(self, v: np.ndarray) -> list:
         if self.spec.dtype.kind == "c":
@@ -306,11 +326,11 @@ class ClickHouseChain(Chain):
         self._flush_seconds = flush_seconds
         self._legacy = legacy
         self._lease = ChainLease(client, table, lease_seconds)
-        self._as_numpy = all(
+        self._as_numpy = install() and all(
             c.numpy_insertable for group in self._columns.values() for c in group.values()
         )
         self._new_buffers()
-        self._last_insert = time.monotonic()
+        self._flush_at = time.monotonic() + self._flush_seconds
         self._committed = self._count()
         # Give the lease up and disconnect an own client even if the handle is never closed.
         self._owns_client = owns_client
@@ -340,14 +360,16 @@ class ClickHouseChain(Chain):
         # Copied into the buffer's next row: the caller may reuse its arrays.
         self._draws.stage(draw, "draw")
         self._stats.stage(stats, "stats", fill_missing=True)
-        buffers = self._draws
-        self._admit({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()}, 1)
-        if self._draws is not buffers:  # an insert made new buffers: stage the draw again
-            self._draws.stage(draw, "draw")
-            self._stats.stage(stats, "stats", fill_missing=True)
+        if self._failure is not None or not self._lease.held:  # else nothing to admit
+            buffers = self._draws
+            self._admit({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()}, 1)
+            if self._draws is not buffers:  # an insert made new buffers: stage the draw again
+                self._draws.stage(draw, "draw")
+                self._stats.stage(stats, "stats", fill_missing=True)
         self._draws.commit()
         self._stats.commit()
-        self._flush_if_due()
+        if self._draws.length >= self._flush_every or time.monotonic() >= self._flush_at:
+            self._flush_if_due()
 
     def _append_many(self, draws, stats, n: int) -> None:
         self._admit(draws, stats, n)
@@ -397,7 +419,7 @@ class ClickHouseChain(Chain):
         return f"the ClickHouse server at {hosts[0][0]}:{hosts[0][1]}"
 
     def _flush_if_due(self) -> None:
-        due_by_time = time.monotonic() - self._last_insert >= self._flush_seconds
+        due_by_time = time.monotonic() >= self._flush_at
         due = self._draws.length >= self._flush_every or due_by_time
         if due and (self._failure is None or time.monotonic() >= self._retry_at):
             self._insert(report=False)
@@ -487,7 +509,7 @@ class ClickHouseChain(Chain):
         self._failed_rows = 0
         self._committed += n
         self._new_buffers()
-        self._last_insert = time.monotonic()
+        self._flush_at = time.monotonic() + self._flush_seconds
 
     # ---- reading ------------------------------------------------------------------------
 
