@@ -3,6 +3,7 @@
 import gc
 import subprocess
 import sys
+import threading
 import uuid
 
 import numpy as np
@@ -74,6 +75,21 @@ class TestClickHouseUnflushed(BackendConformance):
 
     def finish(self, run):
         pass
+
+
+@pytest.mark.clickhouse
+class TestClickHouseBackgroundInserts(BackendConformance):
+    """A chain with a client of its own inserts on a thread while appends go on."""
+
+    many_draws = 300
+
+    @pytest.fixture
+    def backend(self, database):
+        return mcb.ClickHouseBackend(client_fn=lambda: connect(database), flush_every=8)
+
+    def reopen(self, backend, run):
+        database = backend.client.connection.database
+        return mcb.ClickHouseBackend(client_fn=lambda: connect(database)).get_run(run.meta.rid)
 
 
 NASTY = [
@@ -369,3 +385,39 @@ def test_array_columns_cut_into_blocks_keep_every_draw(database):
         for i, draw in enumerate(draws):
             np.testing.assert_array_equal(values[i], draw[v.name], err_msg=v.name)
             assert np.asarray(values[i]).dtype == np.dtype(v.dtype), v.name
+
+
+@pytest.mark.clickhouse
+def test_own_clients_insert_in_the_background_and_keep_every_draw(database):
+    """With ``client_fn`` a chain inserts on a thread of its own; every draw is stored once, in
+    order, whatever reads and closes meet an insert under way."""
+    backend = mcb.ClickHouseBackend(client_fn=lambda: connect(database), flush_every=50)
+    meta = make_meta([Variable("a", "int64", []), Variable("b", "float32", [3])])
+    chain = backend.init_run(meta).init_chain(0)
+    inserting = set()
+    for i in range(2000):
+        chain.append({"a": i, "b": np.full(3, i, dtype="float32")})
+        inserting |= {t.name for t in threading.enumerate() if t.name.startswith("mcb-")}
+        if i == 1234:
+            assert len(chain) == 1235
+            assert chain.get_draws("a")[-3:].tolist() == [1232, 1233, 1234]
+    assert inserting == {f"mcb-{chain.cid}"}
+    chain.close()
+    (stored,) = mcb.ClickHouseBackend(connect(database)).get_run(meta.rid).get_chains()
+    assert stored.get_draws("a").tolist() == list(range(2000))
+    assert stored.get_draws("b")[:, 0].tolist() == list(range(2000))
+
+
+@pytest.mark.clickhouse
+def test_a_client_passed_in_stays_usable_between_appends(database):
+    """A client the caller passed in serves the caller too (one query at a time), so its
+    chains insert inline: no insert is under way when append returns."""
+    client = connect(database)
+    backend = mcb.ClickHouseBackend(client, flush_every=7)
+    meta = make_meta([Variable("a", "int64", [])])
+    chain = backend.init_run(meta).init_chain(0)
+    for i in range(50):
+        chain.append({"a": i})
+        stored = client.execute(f"SELECT count() FROM {quote_identifier(meta.rid + '_chain_0')}")
+        assert stored == [(7 * ((i + 1) // 7),)]
+    chain.close()

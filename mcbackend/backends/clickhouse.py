@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -284,7 +285,8 @@ def check_names(meta: RunMeta) -> None:
 class ClickHouseChain(Chain):
     """A chain stored in its own table; inserts are batched by count and time.
 
-    Draws wait in columns (NumPy arrays) and go to the server as one columnar INSERT. A handle
+    Draws wait in columns (NumPy arrays) and go to the server as one columnar INSERT (on a
+    thread of the chain's own when it has a client of its own, so that appends go on). A handle
     appends only while it holds the chain's lease (``clickhouse_lease``): a second writer is
     refused with ``ChainLockedError``. Chains of 0.5.x runs (``legacy``) are read-only.
 
@@ -323,6 +325,7 @@ class ClickHouseChain(Chain):
             _draw_bytes(s) for s in (*self._variable_specs.values(), *self._stat_specs.values())
         )
         self._flush_every = max(1, min(flush_every, flush_bytes // max(draw_bytes, 1)))
+        self._draw_nbytes = draw_bytes
         self._flush_seconds = flush_seconds
         self._legacy = legacy
         self._lease = ChainLease(client, table, lease_seconds)
@@ -332,6 +335,11 @@ class ClickHouseChain(Chain):
         self._new_buffers()
         self._flush_at = time.monotonic() + self._flush_seconds
         self._committed = self._count()
+        #: With a client of its own, the chain inserts on a thread of its own: appends go on
+        #: while the server stores a batch. A client the caller passed in may be used by the
+        #: caller meanwhile, and a client serves one query at a time: its inserts stay inline.
+        self._background = owns_client
+        self._sending: _Batch | None = None  # the batch a background insert is storing
         # Give the lease up and disconnect an own client even if the handle is never closed.
         self._owns_client = owns_client
         weakref.finalize(self, _finish, self._lease, client, owns_client)
@@ -360,9 +368,18 @@ class ClickHouseChain(Chain):
         # Copied into the buffer's next row: the caller may reuse its arrays.
         self._draws.stage(draw, "draw")
         self._stats.stage(stats, "stats", fill_missing=True)
-        if self._failure is not None or not self._lease.held:  # else nothing to admit
+        sending = self._sending
+        if (
+            self._failure is not None
+            or not self._lease.held
+            or (
+                sending is not None  # a batch in the background: in memory until stored
+                and sending.nbytes + (self._draws.length + 1) * self._draw_nbytes
+                > self._max_unstored_bytes
+            )
+        ):
             buffers = self._draws
-            self._admit({k: [v] for k, v in draw.items()}, {k: [v] for k, v in stats.items()}, 1)
+            self._admit(draw, stats, 1, single=True)
             if self._draws is not buffers:  # an insert made new buffers: stage the draw again
                 self._draws.stage(draw, "draw")
                 self._stats.stage(stats, "stats", fill_missing=True)
@@ -377,11 +394,17 @@ class ClickHouseChain(Chain):
         self._stats.extend_rows(stats, 0, n)
         self._flush_if_due()
 
-    def _admit(self, draws, stats, n: int) -> None:
-        """Before ``n`` draws are kept: hold the lease, and while inserts fail, keep the draws
-        waiting within ``max_unstored_bytes``. Raises, keeping none of them, if they cannot
-        be kept (as the file backends' ``BufferedChain._admit``)."""
-        first = self._committed + self._draws.length
+    def _admit(self, draws, stats, n: int, single: bool = False) -> None:
+        """Before ``n`` draws (one, unwrapped, if ``single``) are kept: hold the lease, and
+        while inserts fail, keep the draws waiting within ``max_unstored_bytes``. Raises,
+        keeping none of them, if they cannot be kept (as the file backends'
+        ``BufferedChain._admit``)."""
+        if self._sending is not None:  # a failed background insert's draws wait here again
+            sending = self._sending
+            rows = self._draws.length + n
+            estimate = sending.nbytes + rows * self._draw_nbytes
+            self._collect(wait=estimate > self._max_unstored_bytes or not self._lease.held)
+        first = self._committed + self._rows_sending() + self._draws.length
         not_kept = (
             f"draw {first} was not kept"
             if n == 1
@@ -397,6 +420,8 @@ class ClickHouseChain(Chain):
             ) from ex
         if self._failure is None:
             return
+        if single:
+            draws, stats = {k: [v] for k, v in draws.items()}, {k: [v] for k, v in stats.items()}
         nbytes = self._draws.nbytes_of(draws, 0, n) + self._stats.nbytes_of(stats, 0, n)
         if self._unstored_nbytes() + nbytes <= self._max_unstored_bytes:
             return
@@ -412,7 +437,11 @@ class ClickHouseChain(Chain):
         )
 
     def _unstored_nbytes(self) -> int:
-        return self._draws.data_nbytes + self._stats.data_nbytes
+        sending = self._sending.nbytes if self._sending is not None else 0
+        return sending + self._draws.data_nbytes + self._stats.data_nbytes
+
+    def _rows_sending(self) -> int:
+        return self._sending.draws.length if self._sending is not None else 0
 
     def _server(self) -> str:
         hosts = getattr(getattr(self._client, "connection", None), "hosts", None) or [("?", "?")]
@@ -421,13 +450,59 @@ class ClickHouseChain(Chain):
     def _flush_if_due(self) -> None:
         due_by_time = time.monotonic() >= self._flush_at
         due = self._draws.length >= self._flush_every or due_by_time
-        if due and (self._failure is None or time.monotonic() >= self._retry_at):
+        if not due or (self._failure is not None and time.monotonic() < self._retry_at):
+            return
+        if not self._background:
             self._insert(report=False)
+            return
+        sending = self._sending
+        if sending and sending.thread.is_alive() and self._draws.length < self._flush_every:
+            return  # keep buffering (up to a batch more) while the server stores a batch
+        self._collect(wait=True)
+        if self._failure is not None:
+            self._insert(report=False)  # while inserts fail, retries are inline
+        elif self._draws.length:
+            self._send_in_background()
 
     def flush(self, wait: bool = True) -> None:
         """Insert the pending draws in one INSERT (always before returning); raises
         ``FlushError`` while the server is unreachable, keeping every draw."""
+        self._collect(wait=True)
         self._insert(report=True)
+
+    # ---- background inserts ---------------------------------------------------------------
+
+    def _send_in_background(self) -> None:
+        """Hand the buffered draws to a thread that inserts them; appends go on meanwhile."""
+        batch = self._take_batch()
+        # The thread holds the chain: it is not collected (its client not disconnected)
+        # while its insert is under way.
+        batch.thread = threading.Thread(target=self._send, args=(batch,), name=f"mcb-{self.cid}")
+        self._sending = batch
+        batch.thread.start()
+
+    def _send(self, batch: _Batch) -> None:
+        batch.send(self._lease, self._client)
+
+    def _collect(self, wait: bool = False) -> None:
+        """Take the outcome of the background insert (waiting for it with ``wait``): count its
+        draws as stored, or put them back in front of the buffer, as a failed inline insert
+        leaves them (an unreachable server then makes inserts inline until it answers)."""
+        batch = self._sending
+        if batch is None or (not wait and batch.thread.is_alive()):
+            return
+        batch.thread.join()
+        self._sending = None
+        if batch.error is None:
+            self._committed += batch.draws.length
+            return
+        batch.draws.extend(self._draws)
+        batch.stats.extend(self._stats)
+        self._draws, self._stats = batch.draws, batch.stats
+        self._failed_rows = batch.draws.length if batch.sent else 0
+        if not _unreachable(batch.error):
+            raise batch.error
+        self._failed(batch.error, report=False)
 
     def _insert(self, report: bool) -> None:
         """Insert the pending draws. An unreachable server keeps them waiting (retried at the
@@ -439,25 +514,29 @@ class ClickHouseChain(Chain):
         except Exception as ex:
             if not _unreachable(ex):
                 raise
-            first = self._failure is None
-            self._failure = ex
-            self._retry_at = time.monotonic() + self.retry_seconds
-            error = FlushError(
-                f"Inserting draws of chain {self.cid} into {self._server()} failed: {ex}. "
-                f"Every appended draw is kept ({len(self)} in all); {self._draws.length} of "
-                "them are not yet stored and wait in memory; the next flush (or append) "
-                "retries them."
-            )
-            if first:
-                _log.warning("%s", error)
-            if report:
-                raise error from ex
+            self._failed(ex, report)
             return
         if self._failure is not None:
             _log.warning(
                 "Chain %s: the server answers again; the waiting draws are stored.", self.cid
             )
             self._failure = None
+
+    def _failed(self, ex: BaseException, report: bool) -> None:
+        """The server did not answer an insert: its draws wait; retried after a while."""
+        first = self._failure is None
+        self._failure = ex
+        self._retry_at = time.monotonic() + self.retry_seconds
+        error = FlushError(
+            f"Inserting draws of chain {self.cid} into {self._server()} failed: {ex}. "
+            f"Every appended draw is kept ({len(self)} in all); {self._draws.length} of "
+            "them are not yet stored and wait in memory; the next flush (or append) "
+            "retries them."
+        )
+        if first:
+            _log.warning("%s", error)
+        if report:
+            raise error from ex
 
     def _recheck(self) -> None:
         """After a failed insert: the table must hold the draws committed before, or those
@@ -481,10 +560,20 @@ class ClickHouseChain(Chain):
         self._failed_rows = 0
 
     def _insert_pending(self) -> None:
-        n = self._draws.length
-        if not n:
+        if not self._draws.length:
             return
-        self._lease.confirm()
+        batch = self._take_batch()
+        try:
+            batch.send(self._lease, self._client)
+        finally:
+            if batch.error is not None:  # the draws wait in the buffer again
+                self._draws, self._stats = batch.draws, batch.stats
+                self._failed_rows = batch.draws.length if batch.sent else 0
+        self._committed += batch.draws.length
+
+    def _take_batch(self) -> _Batch:
+        """The buffered draws as an INSERT; the buffer starts over."""
+        n = self._draws.length
         as_numpy = self._as_numpy
         start = self._committed
         names = ["_draw_idx"]
@@ -499,21 +588,22 @@ class ClickHouseChain(Chain):
                 names += c.names
                 values += c.to_values(store.rows(name, 0, n), as_numpy=as_numpy)
         quoted = ", ".join(quote_identifier(n) for n in names)
-        self._failed_rows = n  # until the server confirms the insert
-        self._client.execute(
+        batch = _Batch(
             f"INSERT INTO {self._table} ({quoted}) VALUES",
             values,
-            columnar=True,
-            settings={"use_numpy": True} if as_numpy else None,
+            as_numpy,
+            self._draws,
+            self._stats,
+            self._unstored_nbytes(),
         )
-        self._failed_rows = 0
-        self._committed += n
         self._new_buffers()
         self._flush_at = time.monotonic() + self._flush_seconds
+        return batch
 
     # ---- reading ------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        self._collect(wait=True)  # the client serves one query at a time
         if not self._draws.length:
             self._committed = self._count()
         return self._committed + self._draws.length
@@ -540,6 +630,38 @@ class ClickHouseChain(Chain):
         """Insert pending draws, give the lease up, and disconnect a client made for this chain."""
         self.flush()
         _finish(self._lease, self._client, self._owns_client)  # reading later reconnects
+
+
+@dataclass
+class _Batch:
+    """Draws taken from the buffer to be inserted, and how that went."""
+
+    query: str
+    values: list
+    as_numpy: bool
+    draws: ColumnStore
+    stats: ColumnStore
+    nbytes: int  # of the draws in memory
+    sent: bool = False  # the INSERT went out: its rows may be stored even if it failed
+    error: BaseException | None = None
+    thread: threading.Thread = None  # type: ignore[assignment]  # set when in the background
+
+    def send(self, lease: ChainLease, client) -> None:
+        """Insert the draws (on the chain's thread, or the background one); ``error`` says why
+        not (and is raised when not in the background)."""
+        try:
+            lease.confirm()
+            self.sent = True
+            client.execute(
+                self.query,
+                self.values,
+                columnar=True,
+                settings={"use_numpy": True} if self.as_numpy else None,
+            )
+        except BaseException as ex:
+            self.error = ex
+            if self.thread is None:
+                raise
 
 
 def _unreachable(ex: BaseException) -> bool:
@@ -687,6 +809,9 @@ class ClickHouseBackend(Backend):
     client_fn
         A callable returning a new client; each chain then gets its own client. Clients made
         with it are disconnected when their chain (or this backend) is closed or collected.
+        A chain with a client of its own inserts on a thread while appends go on (at most
+        one insert under way, and a batch more waiting); with ``client`` inserts are inline,
+        as the caller may use that client between appends.
     flush_every, flush_bytes, flush_seconds
         Insert a chain's pending draws when there are this many, or they take this many bytes,
         or this many seconds passed since its last insert. Pending draws are also inserted
