@@ -227,16 +227,19 @@ def test_crashed_writer_lease_expires(clickhouse_database):
     backend.close()
 
 
-def test_writer_that_lost_its_lease_refuses_to_insert(clickhouse_database):
+@pytest.mark.parametrize("lease_seconds", [2, 4])
+def test_writer_that_lost_its_lease_refuses_to_insert(clickhouse_database, lease_seconds):
+    """Also where inserts soon after a renewal skip the lease check (``lease_seconds=4``: for
+    1 s), an insert after a longer idle time checks it."""
     database = clickhouse_database
     rid = new_chain(database)
-    first = backend_of(database, lease_seconds=2, flush_every=100)
+    first = backend_of(database, lease_seconds=lease_seconds, flush_every=100)
     (slow,) = first.get_run(rid).get_chains()
     slow.append({"a": 0, "who": 1})
     slow.flush()
     slow.append({"a": 1, "who": 1})  # pending, then idle beyond the lease
-    time.sleep(3.5)
-    second = backend_of(database, lease_seconds=2)
+    time.sleep(lease_seconds + 1.5)
+    second = backend_of(database, lease_seconds=lease_seconds)
     (fast,) = second.get_run(rid).get_chains()
     fast.append({"a": 1, "who": 2})
     fast.close()

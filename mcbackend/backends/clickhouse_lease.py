@@ -3,8 +3,10 @@
 ClickHouse 18.16 has no transactions, but creating a table is atomic: of several
 ``CREATE TABLE`` of one name (without ``IF NOT EXISTS``) exactly one succeeds. A writer
 takes a chain by creating ``__mcb_writer_<chain table>`` holding its random token and a
-heartbeat (server time); it drops the table on close. Before every insert the writer
-checks the table still holds its token, and renews the heartbeat now and then.
+heartbeat (server time); it drops the table on close. Before an insert the writer checks
+the table still holds its token and renews the heartbeat, every ``seconds / 4``; within that
+long of its last renewal no other writer can have taken the lease, and the check (a query
+costing a round trip) is left out.
 
 A lease whose heartbeat is older than ``seconds`` (its writer crashed, or stopped writing
 for that long) may be taken over: ``RENAME TABLE`` is atomic too, so of several takers
@@ -26,6 +28,16 @@ from .clickhouse_sql import (
 )
 
 __all__ = ["LEASE_PREFIX", "STALE_PREFIX", "ChainLease"]
+
+#: Without a clock that counts sleep, every insert checks the lease.
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _clock() -> float:
+    """Seconds of a clock that runs on while the machine sleeps (Linux's ``CLOCK_BOOTTIME``;
+    ``CLOCK_MONOTONIC`` stops): a lease's age by server time is never far ahead of it."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
 
 LEASE_PREFIX = "__mcb_writer_"
 #: Where a stale lease is moved (by the one taker whose RENAME succeeds) to be dropped.
@@ -49,6 +61,7 @@ class ChainLease:
         """Take the lease, or raise ``ChainLockedError`` when another writer holds it."""
         if self.held:
             return
+        started = _clock()  # the heartbeat the new lease gets is at least this new
         if not self._create():
             age = self._age()
             stale = age is None or age >= self._seconds
@@ -60,10 +73,17 @@ class ChainLease:
                     "stopped writing."
                 )
         self.held = True
-        self._renewed = time.monotonic()
+        self._renewed = started
 
     def confirm(self) -> None:
-        """Raise ``ChainLockedError`` unless this handle still holds the lease; renew it."""
+        """Raise ``ChainLockedError`` unless this handle still holds the lease; renew it. Within
+        ``seconds / 4`` of the last renewal (and over 2 s before the lease could go stale, as
+        the server counts its age in whole seconds) the lease is surely held: no query."""
+        started = _clock()
+        if _BOOTTIME is not None and started - self._renewed < min(
+            self._seconds / 4, self._seconds - 2
+        ):
+            return
         if self._holder() != self._token:
             self.held = False
             raise ChainLockedError(
@@ -71,11 +91,11 @@ class ChainLease:
                 f"nothing for over {self._seconds:g} s and another writer took the chain); "
                 "its unwritten draws were not stored."
             )
-        if time.monotonic() - self._renewed > self._seconds / 4:
+        if started - self._renewed > self._seconds / 4:
             self._client.execute(
                 f"INSERT INTO {self._table} SELECT {quote_string(self._token)}, now()"
             )
-            self._renewed = time.monotonic()
+            self._renewed = started
 
     def release(self) -> None:
         """Give the lease up (if this handle holds it), so that another handle may write."""
