@@ -312,6 +312,7 @@ class ClickHouseChain(Chain):
         max_unstored_bytes: int = MAX_UNSTORED_BYTES,
         legacy: bool = False,
         owns_client: bool = False,
+        created: bool = False,
     ) -> None:
         super().__init__(cmeta, rmeta)
         self._max_unstored_bytes = max_unstored_bytes
@@ -334,7 +335,7 @@ class ClickHouseChain(Chain):
         )
         self._new_buffers()
         self._flush_at = time.monotonic() + self._flush_seconds
-        self._committed = self._count()
+        self._committed = 0
         #: With a client of its own, the chain inserts on a thread of its own: appends go on
         #: while the server stores a batch. A client the caller passed in may be used by the
         #: caller meanwhile, and a client serves one query at a time: its inserts stay inline.
@@ -343,6 +344,10 @@ class ClickHouseChain(Chain):
         # Give the lease up and disconnect an own client even if the handle is never closed.
         self._owns_client = owns_client
         weakref.finalize(self, _finish, self._lease, client, owns_client)
+        if created:  # its creator writes it: the lease now, not at the first append
+            self._take_lease()
+        else:
+            self._committed = self._count()
 
     def _new_buffers(self) -> None:
         rows = self._flush_every
@@ -738,9 +743,9 @@ class ClickHouseRun(Run):
             "INSERT INTO chains (rid, chain_number, table_name) VALUES",
             [{"rid": self.meta.rid, "chain_number": chain_number, "table_name": table}],
         )
-        return self._chain(chain_number, table)
+        return self._chain(chain_number, table, created=True)
 
-    def _chain(self, chain_number: int, table: str) -> ClickHouseChain:
+    def _chain(self, chain_number: int, table: str, created: bool = False) -> ClickHouseChain:
         if chain_number not in self._chains:
             b = self._backend
             self._chains[chain_number] = ClickHouseChain(
@@ -755,6 +760,7 @@ class ClickHouseRun(Run):
                 lease_seconds=b.lease_seconds,
                 max_unstored_bytes=b.max_unstored_bytes,
                 legacy=self.legacy,
+                created=created,
             )
         return self._chains[chain_number]
 
