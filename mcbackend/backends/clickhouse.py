@@ -925,7 +925,7 @@ class ClickHouseBackend(Backend):
         check_names(meta)
         self._ensure_tables()
         exists = RunExistsError(f"A run with id '{meta.rid}' already exists in ClickHouse.")
-        if self._run_rows(meta.rid):
+        if self._run_rows(meta.rid, ensured=True):
             raise exists
         claim = quote_identifier(CLAIM_PREFIX + meta.rid)
         try:  # the atomic claim of the id: of concurrent creators exactly one succeeds
@@ -945,8 +945,9 @@ class ClickHouseBackend(Backend):
         )
         return ClickHouseRun(meta, self, created_at)
 
-    def _run_rows(self, rid: str) -> list[tuple]:
-        if not table_exists(self.client, "runs"):
+    def _run_rows(self, rid: str, ensured: bool = False) -> list[tuple]:
+        """The ``runs`` rows of ``rid`` (none without a ``runs`` table, unless ``ensured``)."""
+        if not ensured and not table_exists(self.client, "runs"):
             return []
         return self.client.execute(
             f"SELECT created_at, proto FROM runs WHERE rid = {quote_string(rid)}"

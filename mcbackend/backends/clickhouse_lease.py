@@ -80,9 +80,7 @@ class ChainLease:
         ``seconds / 4`` of the last renewal (and over 2 s before the lease could go stale, as
         the server counts its age in whole seconds) the lease is surely held: no query."""
         started = _clock()
-        if _BOOTTIME is not None and started - self._renewed < min(
-            self._seconds / 4, self._seconds - 2
-        ):
+        if self._surely_held(started):
             return
         if self._holder() != self._token:
             self.held = False
@@ -102,8 +100,14 @@ class ChainLease:
         if not self.held:
             return
         self.held = False
-        if self._holder() == self._token:
+        if self._surely_held(_clock()) or self._holder() == self._token:
             self._client.execute(f"DROP TABLE IF EXISTS {self._table}")
+
+    def _surely_held(self, now: float) -> bool:
+        """Renewed so lately that no other writer can have taken the lease (over 2 s before it
+        could go stale: the server counts its age in whole seconds)."""
+        since = now - self._renewed
+        return _BOOTTIME is not None and since < min(self._seconds / 4, self._seconds - 2)
 
     def _holder(self) -> str:
         try:
