@@ -57,10 +57,15 @@ def array_rows(rows: np.ndarray | list[np.ndarray]) -> ArrayRows:
 @functools.cache
 def install() -> bool:
     """Make clickhouse-driver write ``ArrayRows`` columns in one piece; whether it could (a
-    driver without the expected ``write_column`` keeps inserting lists)."""
+    driver without the expected ``write_column``, or without pandas for its NumPy mode, keeps
+    inserting lists)."""
     try:
+        # NumPy inserts need pandas (the driver imports it on the first one): imported now,
+        # when a chain is opened, not in the middle of sampling.
+        import clickhouse_driver.columns.numpy.service
+        import clickhouse_driver.numpy.helpers  # noqa: F401
         from clickhouse_driver.streams import native
-    except ImportError:  # pragma: no cover - ClickHouse support not installed
+    except ImportError:  # pragma: no cover - ClickHouse support (or pandas) not installed
         return False
     original = getattr(native, "write_column", None)
     if original is None:  # pragma: no cover - a driver of another layout
