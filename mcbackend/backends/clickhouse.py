@@ -464,8 +464,9 @@ class ClickHouseChain(Chain):
         if sending and sending.thread.is_alive() and self._draws.length < self._flush_every:
             return  # keep buffering (up to a batch more) while the server stores a batch
         self._collect(wait=True)
-        if self._failure is not None:
-            self._insert(report=False)  # while inserts fail, retries are inline
+        if self._failure is not None:  # while inserts fail, retries are inline
+            if time.monotonic() >= self._retry_at:  # not at once if that insert just failed
+                self._insert(report=False)
         elif self._draws.length:
             self._send_in_background()
 
