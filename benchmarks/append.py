@@ -313,8 +313,10 @@ def file_cases(names: list[str], storage: list[str], scratch: str, s3: dict | No
     return cases
 
 
-def clickhouse_case() -> tuple[Case | None, Callable[[], None]]:
-    """A case on a fresh database of the server at 127.0.0.1:9000, if one answers."""
+def clickhouse_cases() -> tuple[list[Case], Callable[[], None]]:
+    """Cases on a fresh database of the server at 127.0.0.1:9000, if one answers: with one
+    client passed in (inserts inline: the caller may use the client between appends) and with
+    ``client_fn`` (a client per chain, inserting on a thread while appends go on)."""
     try:
         import clickhouse_driver
 
@@ -322,12 +324,19 @@ def clickhouse_case() -> tuple[Case | None, Callable[[], None]]:
         admin.execute("SELECT 1")
     except Exception as ex:
         print(f"(clickhouse skipped: {ex})")
-        return None, lambda: None
+        return [], lambda: None
     database = f"mcb_bench_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE DATABASE {database}")
     client = clickhouse_driver.Client("127.0.0.1", database=database)
-    case = Case("clickhouse", lambda: (mcb.ClickHouseBackend(client), None))
-    return case, lambda: admin.execute(f"DROP DATABASE {database}")
+
+    def new_client():
+        return clickhouse_driver.Client("127.0.0.1", database=database)
+
+    cases = [
+        Case("clickhouse", lambda: (mcb.ClickHouseBackend(client), None)),
+        Case("clickhouse fn", lambda: (mcb.ClickHouseBackend(client, client_fn=new_client), None)),
+    ]
+    return cases, lambda: admin.execute(f"DROP DATABASE {database}")
 
 
 @contextmanager
@@ -481,8 +490,8 @@ def backend_cases(names: list[str], storage: list[str], scratch: str, s3: dict |
     cases += file_cases(names, storage, scratch, None)
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     if "clickhouse" in names:
-        case, cleanup = clickhouse_case()
-        cases += [case] if case else []
+        more, cleanup = clickhouse_cases()
+        cases += more
     s3_cases = file_cases(names, [], scratch, s3) if s3 else []
     if s3_cases and "numpy" in names:  # the same workload in memory, for the ratio
         s3_cases.insert(0, cases[0])
