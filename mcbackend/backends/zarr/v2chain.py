@@ -7,6 +7,8 @@ are encoded on the encode pool's two workers."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +18,8 @@ from ...codec import Section
 from ...columns import as_object_array
 from ...errors import CorruptRunError
 from ...files import BufferedChain, DrawBuffer
-from ...files.encoding import encode_many
+from ...files.encoding import encode_many, submit_encodes
+from ...files.pipeline import Encode
 from ...meta import ChainMeta
 from .v1 import VARIABLE_CHUNK_DRAWS, ZarrColumn
 from .v2commits import CHAINS, Record, converge_shapes, record_name, wanted_shapes
@@ -33,6 +36,7 @@ READ_RETRIES = 5
 #: Live segments per chain at most: each flush stages only its new rows of partial chunks
 #: while fewer are live, else one segment restages them all and replaces the others.
 MAX_SEGMENTS = 8
+STAGED = "staged:"  # encode keys of staged rows (chunk keys are paths)
 
 #: A live segment: its name and ``{array key: (first_row, rows)}``.
 Segment = tuple[str, dict[str, tuple[int, int]]]
@@ -45,10 +49,15 @@ class ZarrV2Chain(BufferedChain):
         super().__init__(cmeta, run)
         self._run: ZarrV2Run = run
         self._number = cmeta.chain_number
+        #: Planned by the writes handed over (``_plan_write``): each array's partial chunk
+        #: (rows ``:len(tail)`` of its chunk-sized block) and each group's length.
         self._tails: dict[str, np.ndarray] = {}
+        self._blocks: dict[str, np.ndarray] = {}
+        self._lengths = dict.fromkeys(SAMPLED, 0)
         self._staged: list[Segment] | None = []  # live segments, oldest first; None: unknown
         self._posterior_started = False  # at append: a later warm-up draw is refused
         self._close_failed = False  # a close() failed after taking the partial chunks
+        self._closing = False  # close() writes what is buffered: its write is the last
         self._capacity: dict[str, tuple[int, int]] = {}
         #: Dynamic-shape variables (``v2layout.ragged``), kept as a v1 chain keeps them.
         self._hidden = {
@@ -168,12 +177,22 @@ class ZarrV2Chain(BufferedChain):
                 lambda col: col.create(VARIABLE_CHUNK_DRAWS, self._run.compression),
             )
         self._record = record
+        self._lengths = {g: record.length(g) for g in SAMPLED}
+        self._blocks = {}
         self._staged = None  # the next segment restages every partial chunk
         self._posterior_started = self._posterior_started or record.posterior_draws > 0
         return record.draws
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
-        record = self._record
+        self._plan_write(buffer, start, n)()()
+
+    def _plan_write(self, buffer: DrawBuffer, start: int, n: int) -> Encode:
+        """Cut the write's chunks and stage its partial chunks' rows, in order (``_lengths``,
+        ``_tails`` and ``_staged`` say what the writes handed over hold); the encodes start at
+        once in the encode pool, beside the appends that follow and the previous write's
+        storing. The store step (writer thread, in order) writes each file as its encode
+        finishes, then commits."""
+        before = dict(self._lengths)
         flags = self._warmup_flags(
             {self._run.warmup_stat: buffer.columns(Section.STATS).rows(self._run.warmup_stat, 0, n)}
             if self._run.warmup_stat
@@ -181,13 +200,12 @@ class ZarrV2Chain(BufferedChain):
             n,
         )
         n_warm = 0
-        if flags is not None and record.posterior_draws == 0:
+        if flags is not None and before["posterior"] == 0:
             n_warm = int(np.argmin(flags)) if not flags.all() else n
         if flags is not None and flags[n_warm:].any():
             raise CorruptRunError(f"Chain {self.cid}: a warm-up draw after posterior draws.")
-        chunks: dict[str, np.ndarray] = {}
+        chunks: dict[str, np.ndarray | Padded] = {}
         files: dict[str, bytes] = {}
-        before = {g: record.length(g) for g in SAMPLED}
         for array in self._run.arrays:
             rows = slice(0, n_warm) if SAMPLED[array.group][1] else slice(n_warm, n)
             if rows.stop > rows.start:
@@ -197,25 +215,36 @@ class ZarrV2Chain(BufferedChain):
         for (section, name), column in self._hidden.items():
             files.update(column.append(buffer.columns(section).rows(name, 0, n)))
         lengths = {g: before[g] + (n_warm if w else n - n_warm) for g, (_, w) in SAMPLED.items()}
-        if n_warm < n:  # warm-up is over for good: its partial chunks become final
-            chunks.update(
-                self._last_chunks([a for a in self._run.arrays if SAMPLED[a.group][1]], lengths)
-            )
+        closing = self._closing
+        if n_warm < n or closing:  # warm-up over for good (or closing): partial chunks final
+            final = [a for a in self._run.arrays if closing or SAMPLED[a.group][1]]
+            chunks.update(self._last_chunks(final, lengths))
         live = self._live_segments(lengths)
         full = self._staged is None or len(live) >= MAX_SEGMENTS
         if full:
             live = []
         staged = self._to_stage(before, lengths, full)
-        encoded = self._encoded(chunks | {f"staged:{k}": rows for k, (_, rows) in staged.items()})
-        files.update({key: encoded[key] for key in chunks})
+        name = segment_name(start, start + n)
         if staged:
-            name = segment_name(record.draws, start + n)
-            blobs = {key: encoded[f"staged:{key}"] for key in staged}
-            files[f"{CHAINS}/{self._number}/{name}"] = encode_segment(staged, blobs)
             live.append((name, {key: (first, len(rows)) for key, (first, rows) in staged.items()}))
-        self._run.location.write_many(files)
-        self._commit(lengths, [name for name, _ in live], closed=False, span=self._span(buffer, n))
-        self._staged = live
+        self._lengths, self._staged = lengths, live
+        items = chunks | {f"{STAGED}{k}": rows for k, (_, rows) in staged.items()}
+        encodes = submit_encodes(self._encode, items, lambda rows: rows.nbytes)
+        segments = [name for name, _ in live]
+
+        def store() -> None:
+            blobs = {}
+            for encoded in encodes:  # each share's files written while later ones encode
+                done = encoded.result()
+                blobs.update({k: v for k, v in done.items() if k.startswith(STAGED)})
+                self._run.location.write_many({k: v for k, v in done.items() if k in chunks})
+            if staged:
+                stage = {key: blobs[f"{STAGED}{key}"] for key in staged}
+                files[f"{CHAINS}/{self._number}/{name}"] = encode_segment(staged, stage)
+            self._run.location.write_many(files)
+            self._commit(lengths, segments, closed=closing, span=self._span(buffer, n))
+
+        return lambda: store
 
     def _span(self, buffer: DrawBuffer, n: int) -> list[float] | None:
         """The record's ``sampling_span`` grown by the buffer's timed draws (PyMC runs)."""
@@ -229,12 +258,50 @@ class ZarrV2Chain(BufferedChain):
             return old if span is None else list(span)
         return [min(old[0], span[0]), max(old[1], span[1])]
 
-    def _encoded(self, chunks: dict[str, np.ndarray]) -> dict[str, bytes]:
+    def _encoded(self, chunks: Mapping[str, np.ndarray | Padded]) -> dict[str, bytes]:
         """Chunks (and staged rows) encoded on the encode pool (blosc and zstd release the GIL)."""
-        return encode_many(self._run.compression.encode, chunks, lambda rows: rows.nbytes)
+        return encode_many(self._encode, chunks, lambda rows: rows.nbytes)
+
+    def _encode(self, rows: np.ndarray | Padded) -> bytes:
+        return self._run.compression.encode(rows.padded() if isinstance(rows, Padded) else rows)
 
     def _extend(self, array: ArraySpec, new: np.ndarray, length: int) -> dict[str, np.ndarray]:
-        """Append rows to an array's partial chunk; complete chunks are returned by key."""
+        """Append rows to an array's partial chunk; complete chunks are returned by key. Whole
+        chunks of ``new`` are views of it (the buffer is not touched once handed over); only
+        rows of a partial chunk are copied, into a chunk-sized block that a partial chunk
+        fills up (rows already staged in it never change)."""
+        if array.is_str:  # str widths differ between writes: no fixed block
+            return self._extend_str(array, new, length)
+        c = array.chunk
+        tail = self._tails.get(array.key)
+        t = 0 if tail is None else len(tail)
+        k = (length - t) // c
+        chunks: dict[str, np.ndarray] = {}
+        used = 0
+        if t:
+            block = self._blocks.get(array.key)
+            if block is None:  # a tail read back on resuming
+                block = np.empty((c, *array.shape), array.dtype)
+                block[:t] = tail
+            used = min(c - t, len(new))
+            block[t : t + used] = new[:used]
+            t += used
+            if t < c:
+                self._tails[array.key], self._blocks[array.key] = block[:t], block
+                return chunks
+            chunks[array.chunk_key(self._number, k)] = block[None]
+            k += 1
+        whole = (len(new) - used) // c
+        for i in range(whole):
+            lo = used + i * c
+            chunks[array.chunk_key(self._number, k + i)] = new[None, lo : lo + c]
+        rest = new[used + whole * c :]
+        block = np.empty((c, *array.shape), array.dtype)
+        block[: len(rest)] = rest
+        self._tails[array.key], self._blocks[array.key] = block[: len(rest)], block
+        return chunks
+
+    def _extend_str(self, array: ArraySpec, new: np.ndarray, length: int) -> dict[str, np.ndarray]:
         tail = self._tails.get(array.key)
         tail = new if tail is None or not len(tail) else np.concatenate([tail, new])
         k = (length + len(new) - len(tail)) // array.chunk
@@ -245,20 +312,16 @@ class ZarrV2Chain(BufferedChain):
         self._tails[array.key] = tail
         return chunks
 
-    def _last_chunks(
-        self, arrays: list[ArraySpec], lengths: dict[str, int]
-    ) -> dict[str, np.ndarray]:
-        """Partial last chunks padded with the fill value; their tails emptied."""
+    def _last_chunks(self, arrays: list[ArraySpec], lengths: dict[str, int]) -> dict[str, Padded]:
+        """Partial last chunks (padded with the fill value where encoded); their tails emptied."""
         chunks = {}
         for array in arrays:
             tail = self._tails.get(array.key)
             if tail is None or not len(tail):
                 continue
             dtype = tail.dtype if array.is_str else array.dtype  # keeps the str width
-            padded = fill_array(dtype, (1, array.chunk, *array.shape))
-            padded[0, : len(tail)] = tail
             k = lengths[array.group] // array.chunk
-            chunks[array.chunk_key(self._number, k)] = padded
+            chunks[array.chunk_key(self._number, k)] = Padded(tail, dtype, array.chunk)
             self._tails[array.key] = tail[:0]
         return chunks
 
@@ -327,8 +390,13 @@ class ZarrV2Chain(BufferedChain):
             self._converge()
 
     def _finish(self) -> None:
-        """Flush, write the padded last chunks, commit as closed; shapes become exact."""
-        self.flush()
+        """Flush, write the padded last chunks, commit as closed; shapes become exact. Draws
+        still buffered go in the same write (one commit and shape update, no segment)."""
+        self._closing = True
+        try:
+            self.flush()
+        finally:
+            self._closing = False
         if self._close_failed:  # the partial chunks it took went nowhere: reread them
             self._start_writing()
         if self._appending and not self._record.closed:
@@ -419,6 +487,25 @@ class ZarrV2Chain(BufferedChain):
             in_array = {s.name: _as_draws(out[s.name], s) for s in in_arrays}
             return in_array | hidden
         raise CorruptRunError(f"Chain {self.cid}: its staged segment kept vanishing while read.")
+
+
+@dataclass(frozen=True)
+class Padded:
+    """A partial last chunk: its rows, padded with the fill value to ``chunk`` rows when it is
+    encoded (in the encode pool, not in the thread that plans the write)."""
+
+    rows: np.ndarray
+    dtype: np.dtype
+    length: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.length * self.rows[:1].nbytes
+
+    def padded(self) -> np.ndarray:
+        padded = fill_array(self.dtype, (1, self.length, *self.rows.shape[1:]))
+        padded[0, : len(self.rows)] = self.rows
+        return padded
 
 
 def _as_rows(parts: list[Any], array: ArraySpec) -> np.ndarray:
