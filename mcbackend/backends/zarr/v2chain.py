@@ -233,15 +233,18 @@ class ZarrV2Chain(BufferedChain):
         segments = [name for name, _ in live]
 
         def store() -> None:
-            blobs = {}
-            for encoded in encodes:  # each share's files written while later ones encode
-                done = encoded.result()
-                blobs.update({k: v for k, v in done.items() if k.startswith(STAGED)})
-                self._run.location.write_many({k: v for k, v in done.items() if k in chunks})
+            blobs: dict[str, bytes] = {}
+            local = self._run.location.is_local
+            for i, encoded in enumerate(encodes):
+                blobs.update(encoded.result())
+                later = encodes[i + 1 :]
+                if local and later and not later[0].done():  # store while the rest encodes
+                    ready = [k for k in blobs if not k.startswith(STAGED)]
+                    self._run.location.write_many({k: blobs.pop(k) for k in ready})
             if staged:
-                stage = {key: blobs[f"{STAGED}{key}"] for key in staged}
+                stage = {key: blobs.pop(f"{STAGED}{key}") for key in staged}
                 files[f"{CHAINS}/{self._number}/{name}"] = encode_segment(staged, stage)
-            self._run.location.write_many(files)
+            self._run.location.write_many(blobs | files)  # in one batch of requests remotely
             self._commit(lengths, segments, closed=closing, span=self._span(buffer, n))
 
         return lambda: store
