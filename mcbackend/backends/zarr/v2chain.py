@@ -494,7 +494,7 @@ class ZarrV2Chain(BufferedChain):
 
 @dataclass(frozen=True)
 class Padded:
-    """A partial last chunk: its rows, padded with the fill value to ``chunk`` rows when it is
+    """A partial last chunk: its rows, padded with the fill value to ``length`` rows when it is
     encoded (in the encode pool, not in the thread that plans the write)."""
 
     rows: np.ndarray
