@@ -402,3 +402,26 @@ def test_default_flush_is_about_16_mib(tmp_path):
     meta = RunMeta(rid="f", variables=[Variable("z", "float32", [100, 100])])
     run = mcb.ZarrBackend(str(tmp_path)).init_run(meta)
     assert run.flush_every == 256  # 40 KB draws: the power of two under 16 MiB
+
+
+def test_a_convergence_to_the_same_shapes_rewrites_only_changed_documents(tmp_path):
+    """Locally, converging again to shapes written before leaves documents holding the same
+    bytes untouched (a rewrite costs a rename, which ext4 makes slow), and still repairs a
+    document another writer left with an older shape."""
+    backend = mcb.ZarrBackend(str(tmp_path), format_version=2, flush_seconds=None)
+    run = backend.init_run(model_meta("same-shapes"))
+    chains = [run.init_chain(c) for c in range(3)]  # chain 2 stays open: capacities stay
+    values, stats = chain_values(0, 10)
+    for chain in chains[:2]:  # each grows the posterior to its capacity: 1024 draws
+        chain.append_many(values, {**stats, "in_warmup": np.zeros(10, bool)})
+        chain.flush()
+    doc = tmp_path / "same-shapes" / "posterior" / "mu" / "zarr.json"
+    assert json.loads(doc.read_text())["shape"][:2] == [3, 1024]
+    inode = doc.stat().st_ino
+    chains[1].close()  # converges to the same shapes
+    assert doc.stat().st_ino == inode  # not rewritten
+    older = json.loads(doc.read_text())
+    older["shape"][1] = 0  # as a writer that saw older records leaves it
+    doc.write_text(json.dumps(older))
+    chains[0].close()
+    assert json.loads(doc.read_text())["shape"][:2] == [3, 1024]

@@ -96,8 +96,13 @@ class ZarrV2Chain(BufferedChain):
 
     def _converge(self) -> None:
         self._capacity = converge_shapes(
-            self._run.location, self._run.arrays, self._run.compression, self._run.group_files
+            self._run.location,
+            self._run.arrays,
+            self._run.compression,
+            self._run.group_files,
+            known=self._run.converged,
         )
+        self._run.converged = self._capacity
 
     # ---- appending: warm-up routing -----------------------------------------------------
 

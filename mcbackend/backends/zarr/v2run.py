@@ -130,6 +130,9 @@ class ZarrV2Run(FileRun[ZarrV2Chain]):
         self.store = open_store(location, read_only=self.read_only)
         self.stat_names = frozenset(s.name for s in meta.sample_stats)
         self.warmup_stat = find_warmup_stat([s.name for s in meta.sample_stats])
+        #: The shapes a chain of this handle converged to last: a convergence to the same
+        #: shapes writes only the files that differ (``converge_shapes``).
+        self.converged: dict[str, tuple[int, int]] | None = None
 
     def group_files(self, records: dict[int, Record]) -> dict[str, bytes]:
         """A PyMC run's sampled group documents, with the attributes its records decide
