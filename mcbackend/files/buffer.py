@@ -15,13 +15,20 @@ from ..meta import RunMeta
 
 __all__ = ["DrawBuffer", "auto_flush_every"]
 
+_NEVER = float("inf")
+
 
 class DrawBuffer:
     """Draws and stats not yet flushed, with the count/time policy that decides when to flush.
 
     A count flush happens when the chain length reaches a multiple of ``flush_every``, so
     flushes stay aligned with storage chunks even after a time-triggered flush.
+
+    ``deadline`` (``started + flush_seconds``) and ``check_at`` (a length; 0: unknown) let an
+    append skip ``due`` until either may hold: the chain's fast path compares two numbers.
     """
+
+    check_at = 0
 
     def __init__(
         self,
@@ -43,6 +50,16 @@ class DrawBuffer:
         self.draws = ColumnStore(self._draw_specs, self.flush_every)
         self.stats = ColumnStore(self._stat_specs, self.flush_every)
         self.started = time.monotonic()
+
+    @property
+    def started(self) -> float:
+        """``time.monotonic()`` of the oldest draw held (of the buffer's creation if none)."""
+        return self._started
+
+    @started.setter
+    def started(self, value: float) -> None:
+        self._started = value
+        self.deadline = value + self.flush_seconds if self.flush_seconds is not None else _NEVER
 
     def __len__(self) -> int:
         return self.stats.length
@@ -68,6 +85,10 @@ class DrawBuffer:
             self.started = time.monotonic()
         self.draws.extend_rows(draws, lo, hi)
         self.stats.extend_rows(stats, lo, hi)
+
+    def plan_check(self, committed: int) -> None:
+        """Set ``check_at`` to the length at which the next count flush is due."""
+        self.check_at = len(self) + self.room(committed)
 
     def room(self, committed: int) -> int:
         """Draws that fit before the next count flush."""

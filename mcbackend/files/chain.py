@@ -115,6 +115,7 @@ class BufferedChain(Chain):
     @_committed.setter
     def _committed(self, value: int) -> None:
         self._writes.reset(value)
+        self._buffer.check_at = 0
 
     def _stored_length(self) -> int:
         raise NotImplementedError()
@@ -138,6 +139,39 @@ class BufferedChain(Chain):
     # ---- appending ----------------------------------------------------------------------
 
     def _validate_and_append(self, draw: Any, stats: Any) -> None:
+        """The steady state (writing, lease held, no failed write) stages and counts the
+        draw as ``NumPyChain`` does, then compares two numbers to see whether a flush may be
+        due; everything else goes through ``_append_one``."""
+        lock = self._writes.lock
+        lock.acquire()  # not ``with``: half the cost, and appends are what a sampler waits on
+        try:
+            if not (self._writing and self._failure is None and self._lease.held):
+                self._append_one(draw, stats)
+                return
+            buffer = self._buffer
+            draws, kept = buffer.draws, buffer.stats
+            draws.stage(draw, "draw")
+            kept.stage(stats, "stats", fill_missing=True)
+            lead = self._leading_stat
+            if lead is not None:
+                if not kept.columns[lead][kept.length]:
+                    self._leading_over = True
+                elif self._leading_over:
+                    self._check_staged(buffer)  # raises
+            if self._checks_staged:
+                self._check_staged(buffer)
+            if not kept.length:
+                buffer.started = time.monotonic()
+            draws.commit()
+            kept.commit()
+            if kept.length >= buffer.check_at or time.monotonic() >= buffer.deadline:
+                self._flush_if_due()
+                self._buffer.plan_check(self._writes.queued)
+        finally:
+            lock.release()
+
+    def _append_one(self, draw: Any, stats: Any) -> None:
+        """Append one draw whatever the chain's state (resuming, failed writes, lease lost)."""
         with self._writes.lock:
             if not self._appending:  # a bad draw is refused before the lease is taken
                 self._stage(self._buffer, draw, stats)
@@ -150,11 +184,19 @@ class BufferedChain(Chain):
             self._stage(buffer, draw, stats)
             buffer.commit()
             self._flush_if_due()
+            self._buffer.check_at = 0  # counters may have moved: the next append checks
 
     def _stage(self, buffer: DrawBuffer, draw: Any, stats: Any) -> None:
         """Validate the draw into the buffer's next row (uncounted until ``commit``)."""
         buffer.stage(draw, stats)
         self._check_staged(buffer)
+
+    #: Whether ``_check_staged`` refuses anything (formats that override it say so at init).
+    _checks_staged = False
+    #: A bool stat whose true values must lead the chain (warm-up draws first): appends check
+    #: it inline, and call ``_check_staged`` (which raises) for a true one after a false one.
+    _leading_stat: str | None = None
+    _leading_over = False  # a draw whose leading stat is false was appended
 
     def _check_staged(self, buffer: DrawBuffer) -> None:
         """Refuse the draw staged in ``buffer`` for reasons of the format (it is validated)."""
@@ -168,6 +210,7 @@ class BufferedChain(Chain):
                 self._buffer.extend_rows(draws, stats, done, end)
                 done = end
                 self._flush_if_due()
+            self._buffer.check_at = 0
 
     def _admit(self, nbytes: int, n: int) -> None:
         """Before ``n`` draws taking ``nbytes`` are kept: start writing (a reopened chain

@@ -118,15 +118,22 @@ class ChainLease:
         self.seconds = float(seconds)
         self._what = f"chain {chain} of run {rid!r}"
         self._lock = threading.RLock()
-        self._doc: LeaseDocument | None = None  # ours, while held
+        self._held_doc: LeaseDocument | None = None
+        self.held = False
         self._generation = -1
         self._renewed_at = 0.0  # time.monotonic() before the last renewal was sent
         #: Why this handle lost the lease to another writer: it writes nothing more.
         self.lost: str | None = None
 
     @property
-    def held(self) -> bool:
-        return self._doc is not None
+    def _doc(self) -> LeaseDocument | None:
+        """Ours, while held; ``held`` follows it (a plain attribute: every append reads it)."""
+        return self._held_doc
+
+    @_doc.setter
+    def _doc(self, doc: LeaseDocument | None) -> None:
+        self._held_doc = doc
+        self.held = doc is not None
 
     # ---- taking and giving up -----------------------------------------------------------
 

@@ -59,6 +59,11 @@ class ZarrV2Chain(BufferedChain):
         self._close_failed = False  # a close() failed after taking the partial chunks
         self._closing = False  # close() writes what is buffered: its write is the last
         self._capacity: dict[str, tuple[int, int]] = {}
+        warmup = self._stat_specs.get(run.warmup_stat or "")
+        if warmup is not None and warmup.is_rigid and warmup.shape == () and warmup.dtype == bool:
+            self._leading_stat = warmup.name  # appends check it inline
+        else:
+            self._checks_staged = warmup is not None
         #: Dynamic-shape variables (``v2layout.ragged``), kept as a v1 chain keeps them.
         self._hidden = {
             (section, var.name): ZarrColumn(
@@ -126,6 +131,15 @@ class ZarrV2Chain(BufferedChain):
                 )
             started = started or not flag
 
+    @property
+    def _posterior_started(self) -> bool:
+        """A posterior draw was appended: a later warm-up draw is refused."""
+        return self._leading_over
+
+    @_posterior_started.setter
+    def _posterior_started(self, started: bool) -> None:
+        self._leading_over = started
+
     def _check_staged(self, buffer: DrawBuffer) -> None:
         stat = self._run.warmup_stat
         if stat is None:
@@ -135,10 +149,11 @@ class ZarrV2Chain(BufferedChain):
             flags = self._warmup_flags({stat: flag}, None)
             self._check_warmup(flags)
             self._note_posterior(flags)
-        elif not flag:
+        elif flag:
+            if self._posterior_started:
+                self._check_warmup(np.ones(1, bool))  # raises
+        else:
             self._posterior_started = True
-        elif self._posterior_started:
-            self._check_warmup(np.ones(1, bool))  # raises
 
     def _append_many(self, draws: Any, stats: Any, n: int) -> None:
         with self._writes.lock:

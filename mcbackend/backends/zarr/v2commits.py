@@ -8,6 +8,7 @@ chains written by processes that never talk all land.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -120,16 +121,24 @@ def shape_files(
     for array in arrays:
         chains, draws = shapes[array.group]
         files[f"{array.key}/zarr.json"] = sampled_array_document(array, chains, draws, compression)
-    int64 = np.dtype("int64")
     for group, (chains, draws) in shapes.items():
         for coord, n in (("chain", chains), ("draw", draws)):
             for k in range(-(-n // COORD_CHUNK)):
-                values = np.arange(k * COORD_CHUNK, (k + 1) * COORD_CHUNK, dtype=int64)
-                files[f"{group}/{coord}/c/{k}"] = compression.encode(values)
+                files[f"{group}/{coord}/c/{k}"] = coordinate_chunk(compression, k)
             files[f"{group}/{coord}/zarr.json"] = array_document(
-                (n,), (COORD_CHUNK,), int64, (coord,), compression
+                (n,), (COORD_CHUNK,), INT64, (coord,), compression
             )
     return files
+
+
+INT64 = np.dtype("int64")
+
+
+@functools.lru_cache(maxsize=64)
+def coordinate_chunk(compression: Compression, k: int) -> bytes:
+    """Chunk ``k`` of a ``chain``/``draw`` coordinate, encoded once per process: every shape
+    change rewrites the coordinates (four groups, two each), and encoding 512 KiB costs."""
+    return compression.encode(np.arange(k * COORD_CHUNK, (k + 1) * COORD_CHUNK, dtype=INT64))
 
 
 def converge_shapes(
