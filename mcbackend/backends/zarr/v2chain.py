@@ -59,6 +59,7 @@ class ZarrV2Chain(BufferedChain):
         self._close_failed = False  # a close() failed after taking the partial chunks
         self._closing = False  # close() writes what is buffered: its write is the last
         self._capacity: dict[str, tuple[int, int]] = {}
+        self._coordinates: set[str] = set()  # coordinate chunks this handle stored
         warmup = self._stat_specs.get(run.warmup_stat or "")
         if warmup is not None and warmup.is_rigid and warmup.shape == () and warmup.dtype == bool:
             self._leading_stat = warmup.name  # appends check it inline
@@ -105,6 +106,7 @@ class ZarrV2Chain(BufferedChain):
             self._run.arrays,
             self._run.compression,
             self._run.group_files,
+            self._coordinates,
             known=self._run.converged,
         )
         self._run.converged = self._capacity

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -113,22 +114,37 @@ def record_attributes(records: dict[int, Record]) -> dict[str, Any]:
 
 
 def shape_files(
-    arrays: list[ArraySpec], shapes: dict[str, tuple[int, int]], compression: Compression
+    arrays: list[ArraySpec],
+    shapes: dict[str, tuple[int, int]],
+    compression: Compression,
+    stored: AbstractSet[str] = frozenset(),
 ) -> dict[str, bytes]:
     """Array documents for ``shapes``, with the ``chain``/``draw`` coordinates (whose chunk
-    ``k`` holds ``arange(k*65536, (k+1)*65536)`` whatever the shape, so writers agree)."""
+    ``k`` holds ``arange(k*65536, (k+1)*65536)`` whatever the shape, so writers agree: a
+    chunk in ``stored``, known to be written, is left out)."""
     files = {}
     for array in arrays:
         chains, draws = shapes[array.group]
         files[f"{array.key}/zarr.json"] = sampled_array_document(array, chains, draws, compression)
+    for name, k in coordinate_chunks(shapes).items():
+        if name not in stored:
+            files[name] = coordinate_chunk(compression, k)
     for group, (chains, draws) in shapes.items():
         for coord, n in (("chain", chains), ("draw", draws)):
-            for k in range(-(-n // COORD_CHUNK)):
-                files[f"{group}/{coord}/c/{k}"] = coordinate_chunk(compression, k)
             files[f"{group}/{coord}/zarr.json"] = array_document(
                 (n,), (COORD_CHUNK,), INT64, (coord,), compression
             )
     return files
+
+
+def coordinate_chunks(shapes: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """The ``chain``/``draw`` coordinates' chunks ``shapes`` need: ``{name: k}``."""
+    return {
+        f"{group}/{coord}/c/{k}": k
+        for group, (chains, draws) in shapes.items()
+        for coord, n in (("chain", chains), ("draw", draws))
+        for k in range(-(-n // COORD_CHUNK))
+    }
 
 
 INT64 = np.dtype("int64")
@@ -146,13 +162,18 @@ def converge_shapes(
     arrays: list[ArraySpec],
     compression: Compression,
     group_files: Callable[[dict[int, Record]], dict[str, bytes]] | None = None,
+    coordinates: set[str] | None = None,
     known: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Write the shapes (and the group documents ``group_files`` makes) the current records
     call for, re-list, repeat until the records listed after a write equal those the write was
     computed from (see ``formats/zarr.md``). The first write always happens (another writer
     may have written older shapes since); locally, when the shapes are those this process
-    converged to before (``known``), it skips the files that hold their bytes already."""
+    converged to before (``known``), it skips the files that hold their bytes already.
+    ``coordinates``: the coordinate chunks this writer stored before (their content never
+    changes), not written again; those written are added (on S3 a third of the requests of a
+    shape change)."""
+    stored = coordinates if coordinates is not None else set()
     groups = sorted({a.group for a in arrays})
     records = read_records(run_dir)
     written = None
@@ -160,8 +181,9 @@ def converge_shapes(
         shapes = wanted_shapes(records, groups)
         documents = group_files(records) if group_files else {}
         if (shapes, documents) != written:
-            files = {**shape_files(arrays, shapes, compression), **documents}
+            files = {**shape_files(arrays, shapes, compression, stored), **documents}
             run_dir.write_many(changed_files(run_dir, files) if shapes == known else files)
+            stored.update(coordinate_chunks(shapes))
             written = (shapes, documents)
         again = read_records(run_dir)
         if again == records:
