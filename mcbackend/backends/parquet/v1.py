@@ -248,6 +248,7 @@ class ParquetChain(BufferedChain):
         self._parts: list[Part] = []
         self._stranded: list[Part] = []  # files past a gap: a lost middle file
         self._wrote = False  # this handle wrote files of the chain (so may compact them)
+        self._held: dict[str, pa.Table] = {}  # tables of parts this handle wrote, by name
         self._committed = self._stored_length()
 
     def _column_mapping(self) -> dict[Section, dict[str, ParquetColumn]]:
@@ -279,15 +280,25 @@ class ParquetChain(BufferedChain):
         def encode() -> Store:
             table = self._table(buffer, n, leading)
             data = _parquet_bytes([table], self._run.compression)
-            return lambda: self._store_part(start, n, data)
+            return lambda: self._store_part(start, n, data, table)
 
         return encode
 
-    def _store_part(self, start: int, n: int, data: bytes) -> None:
+    def _store_part(self, start: int, n: int, data: bytes, table: pa.Table | None = None) -> None:
         name = part_name(start, start + n)
         self._dir.write_many({name: data})
         self._parts.append(Part(name, start, start + n))
         self._wrote = True
+        if table is not None:
+            self._hold(name, table)
+
+    def _hold(self, name: str, table: pa.Table) -> None:
+        """Keep a written part's table (up to ``memory_bytes`` of them), so that compacting
+        small parts at close encodes them without reading them back."""
+        self._held[name] = table
+        held = sum(t.nbytes for t in self._held.values())
+        while self._held and held > self.memory_bytes:
+            held -= self._held.pop(next(iter(self._held))).nbytes
 
     def _leading_columns(self, buffer: DrawBuffer, start: int, n: int) -> dict[str, pa.Array]:
         """The layout's own columns (``draw``), computed in order when a flush is planned."""
@@ -318,10 +329,14 @@ class ParquetChain(BufferedChain):
         """The covering file first, then one delete of the parts it replaces: readers that
         planned to read a deleted part re-list and find the covering file."""
         parts = list(self._parts)
-        tables = [self._read_part(p) for p in parts]
+        if all(p.name in self._held for p in parts):  # one schema: all held, or all read
+            tables = [self._held[p.name] for p in parts]
+        else:
+            tables = [self._read_part(p) for p in parts]
         name = part_name(0, parts[-1].stop, prefix="data")
         self._dir.write_many({name: _parquet_bytes(tables, self._run.compression)})
         self._parts = [Part(name, 0, parts[-1].stop)]
+        self._held.clear()
         obsolete = [self._dir.file(p.name) for p in parts if p.name != name]
         self._dir.fs.rm(obsolete)
         self._dir.fs.invalidate_cache(self._dir.path)
