@@ -154,3 +154,28 @@ def test_large_files_are_not_compacted(tmp_path, monkeypatch):
     assert files == [parquet.part_name(0, 4), parquet.part_name(4, 8), parquet.part_name(8, 10)]
     chain = mcb.open_run(str(tmp_path / meta.rid)).get_chains()[0]
     np.testing.assert_array_equal(chain.get_draws("mu"), [d["mu"] for d in draws])
+
+
+def test_count_flushes_stay_aligned_after_other_flushes(tmp_path):
+    """A count flush happens when the chain reaches a multiple of flush_every, whatever flushed
+    before (an explicit flush, a reopened chain): each flush is one file, named by its draws."""
+    meta = mcb.meta.RunMeta(
+        rid="aligned", variables=[Variable("x", "float32", [])], sample_stats=[]
+    )
+    options = dict(flush_every=4, flush_seconds=None, background_flush=False, compact=False)
+    chain = mcb.ParquetBackend(str(tmp_path), **options).init_run(meta).init_chain(0)
+    for i in range(2):
+        chain.append({"x": np.float32(i)})
+    chain.flush()  # draws 0-1
+    for i in range(2, 10):
+        chain.append({"x": np.float32(i)})  # 2-3 (count), 4-7 (count), 8-9 buffered
+    chain.close()
+    (chain,) = mcb.ParquetBackend(str(tmp_path), **options).get_run("aligned").get_chains()
+    for i in range(10, 13):
+        chain.append({"x": np.float32(i)})  # resumed: 10-11 (count), 12 buffered
+    chain.flush()
+    folder = tmp_path / "aligned" / "chain=0"
+    parts = sorted(p.name for p in folder.iterdir() if p.name.startswith("part-"))
+    bounds = [tuple(int(b) for b in p[5:-8].split("-")) for p in parts]
+    assert bounds == [(0, 2), (2, 4), (4, 8), (8, 10), (10, 12), (12, 13)]
+    np.testing.assert_array_equal(chain.get_draws("x"), np.arange(13, dtype="float32"))
