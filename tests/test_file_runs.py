@@ -69,7 +69,8 @@ def check_prefix(chain, n: int, exact: bool = True) -> None:
     if exact:
         assert len(chain) == n
     x = chain.get_draws("x", slice(0, n))
-    np.testing.assert_array_equal(x, [expected_draw(i)["x"] for i in range(n)])
+    expected = np.array([expected_draw(i)["x"] for i in range(n)], dtype="int64").reshape(n, 2)
+    np.testing.assert_array_equal(x, expected)
     labels = chain.get_draws("label", slice(0, n))
     assert [str(v) for v in labels] == [str(i) for i in range(n)]
 
@@ -78,7 +79,7 @@ def crash_and_resume(fmt, root, options, flush_every=7):
     rid = f"crash{np.random.randint(10**9)}"
     proc = start_writer(fmt, root, rid, flush_every, options)
     try:
-        reported = wait_for_flushes(proc, 4)
+        reported = wait_for_flushes(proc, MAX_IN_FLIGHT + 2)  # some are committed by then
         time.sleep(np.random.uniform(0, 0.05))  # land somewhere inside a later flush
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

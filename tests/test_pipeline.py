@@ -58,12 +58,12 @@ def test_writes_commit_in_order_on_the_writer_thread():
     pipeline.close()
 
 
-def test_two_writes_in_flight_by_default_one_or_more_on_request():
+def test_four_writes_in_flight_by_default_one_or_more_on_request():
     """Double buffering: a buffer handed over while the previous one is still being written
     does not wait for it; the next one does (the bound)."""
     store = Store()
     store.gate.clear()
-    for max_in_flight, expected in [(None, 2), (1, 1), (3, 3)]:
+    for max_in_flight, expected in [(None, 4), (1, 1), (3, 3)]:
         bound = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
         pipeline = WritePipeline(store.write, name="b", **bound)
         with pipeline.lock:
@@ -77,7 +77,7 @@ def test_two_writes_in_flight_by_default_one_or_more_on_request():
         store.gate.clear()
         assert in_flight == expected and committed >= 1
         pipeline.close()
-    assert MAX_IN_FLIGHT == 2
+    assert MAX_IN_FLIGHT == 4
 
 
 def test_memory_bound_limits_the_writes_in_flight():

@@ -40,10 +40,11 @@ Encode = Callable[[], Store]
 #: ``start...``: cheap bookkeeping that needs the previous buffer; returns the encode step.
 Plan = Callable[[DrawBuffer, int, int], Encode]
 
-#: Default bounds of the writes under way per chain: two buffers (double buffering: one being
-#: written, one waiting, while appends fill a third) of at most 256 MiB together (a single
-#: larger buffer is still handed over alone).
-MAX_IN_FLIGHT = 2
+#: Default bounds of the writes under way per chain: four buffers (one being written, the
+#: others waiting, while appends fill the next) of at most 256 MiB together (a single larger
+#: buffer is still handed over alone). Four, not two: one slow write (a shape rewrite, ~100 ms
+#: on S3) made the third flush's append wait for it; more would widen what a crash loses.
+MAX_IN_FLIGHT = 4
 MAX_BYTES_IN_FLIGHT = 256 << 20
 
 

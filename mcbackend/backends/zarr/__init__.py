@@ -77,8 +77,8 @@ class ZarrBackend(FileBackend):
         Every chunk also carries a CRC-32C checksum.
     background_flush
         Write count/time-triggered flushes in a background thread while appends go on
-        (``flush()``, reads and closing wait for it). Up to two flushes per chain are under
-        way at once (256 MiB of buffers at most); an append that would hand over a third
+        (``flush()``, reads and closing wait for it). Up to four flushes per chain are under
+        way at once (256 MiB of buffers at most); an append that would hand over a fifth
         waits for the oldest. A crash loses at most these and the unflushed buffer.
     max_unstored_bytes
         While writes fail (storage away, disk full), each chain keeps the draws not yet
