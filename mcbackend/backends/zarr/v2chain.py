@@ -87,6 +87,9 @@ class ZarrV2Chain(BufferedChain):
                 except BaseException:  # a full disk: the chain number must stay free for a retry
                     run.location.remove([record_name(self._number)])
                     raise
+            # Created empty, lease held: appends start from here, not from a reread of storage
+            # (on S3 the first append waited ~10 ms for three requests).
+            self._writing = True
         else:
             self._record = self._read_record()
             self._committed = self._record.draws
