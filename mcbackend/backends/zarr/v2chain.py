@@ -55,7 +55,7 @@ class ZarrV2Chain(BufferedChain):
         self._blocks: dict[str, np.ndarray] = {}
         self._lengths = dict.fromkeys(SAMPLED, 0)
         self._staged: list[Segment] | None = []  # live segments, oldest first; None: unknown
-        self._posterior_started = False  # at append: a later warm-up draw is refused
+        self._leading_over = False  # a posterior draw was appended: warm-up refused after
         self._close_failed = False  # a close() failed after taking the partial chunks
         self._closing = False  # close() writes what is buffered: its write is the last
         self._capacity: dict[str, tuple[int, int]] = {}
@@ -127,7 +127,7 @@ class ZarrV2Chain(BufferedChain):
         """Refuse a warm-up draw after posterior draws, before the buffer takes anything."""
         if flags is None or not len(flags):
             return
-        started = self._posterior_started
+        started = self._leading_over
         for i, flag in enumerate(flags):
             if flag and started:
                 raise ValueError(
@@ -135,15 +135,6 @@ class ZarrV2Chain(BufferedChain):
                     f"({self._run.warmup_stat!r}) after posterior draws; warm-up draws must lead."
                 )
             started = started or not flag
-
-    @property
-    def _posterior_started(self) -> bool:
-        """A posterior draw was appended: a later warm-up draw is refused."""
-        return self._leading_over
-
-    @_posterior_started.setter
-    def _posterior_started(self, started: bool) -> None:
-        self._leading_over = started
 
     def _check_staged(self, buffer: DrawBuffer) -> None:
         stat = self._run.warmup_stat
@@ -155,10 +146,10 @@ class ZarrV2Chain(BufferedChain):
             self._check_warmup(flags)
             self._note_posterior(flags)
         elif flag:
-            if self._posterior_started:
+            if self._leading_over:
                 self._check_warmup(np.ones(1, bool))  # raises
         else:
-            self._posterior_started = True
+            self._leading_over = True
 
     def _append_many(self, draws: Any, stats: Any, n: int) -> None:
         with self._writes.lock:
@@ -169,7 +160,7 @@ class ZarrV2Chain(BufferedChain):
 
     def _note_posterior(self, flags: np.ndarray | None) -> None:
         if flags is not None and len(flags) and not flags.all():
-            self._posterior_started = True
+            self._leading_over = True
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -205,7 +196,7 @@ class ZarrV2Chain(BufferedChain):
         self._lengths = {g: record.length(g) for g in SAMPLED}
         self._blocks = {}
         self._staged = None  # the next segment restages every partial chunk
-        self._posterior_started = self._posterior_started or record.posterior_draws > 0
+        self._leading_over = self._leading_over or record.posterior_draws > 0
         return record.draws
 
     def _write(self, buffer: DrawBuffer, start: int, n: int) -> None:
