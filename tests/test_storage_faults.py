@@ -163,3 +163,18 @@ def test_runs_in_zip_archives_and_on_web_servers_are_read_only(fmt, tmp_path, ht
     assert archive.read_bytes() == before
     (chain,) = mcb.open_run(str(tmp_path / rid)).get_chains()
     assert len(chain) == 2
+
+
+def test_a_failed_local_batch_raises_only_once_every_write_of_it_ended(tmp_path):
+    """One file of a batch fails at once while big ones are still being written: the failure
+    is raised only after those writes end, so no temporary file (nor write) outlives it."""
+    from mcbackend.files.location import PARTIAL, _write_local_many
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    big = os.urandom(32 << 20)
+    files = [(str(blocked / "x"), b"fails")] + [(str(tmp_path / f"big{i}"), big) for i in range(6)]
+    with pytest.raises(OSError):
+        _write_local_many(files)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(PARTIAL)] == []
+    assert all((tmp_path / f"big{i}").stat().st_size == len(big) for i in range(6))

@@ -13,7 +13,7 @@ import posixpath
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,11 +170,14 @@ def _via_temporary(tmp: str, data: bytes, finish: Callable[[str], None]) -> None
 
 
 def _write_local_many(files: list[tuple[str, bytes]]) -> None:
-    """Several local files at once (file system calls release the GIL)."""
+    """Several local files at once (file system calls release the GIL). Returns or raises
+    only when every write has ended: a failed batch leaves no write (nor temporary file)
+    behind to land after the caller retried or gave up."""
     if len(files) == 1:
         _write_local(*files[0])
         return
     futures = [_local_writers(os.getpid()).submit(_write_local, *file) for file in files]
+    wait(futures)  # a failure is raised once no write of the batch runs on
     for future in futures:
         future.result()
 
